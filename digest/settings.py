@@ -1,0 +1,232 @@
+"""Settings: environment variables with the DIGEST_ prefix, also read from `.env`.
+
+Validated once at start; a bad value becomes one line naming the setting and what
+is allowed (SettingsError, exit code 2).
+"""
+
+from __future__ import annotations
+
+import re
+from email.headerregistry import Address
+from email.utils import parseaddr
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from digest.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SECTIONS = ["News", "Features", "Analysis", "Opinion"]
+MIN_SECRET_LENGTH = 32
+_CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
+
+
+class Settings(BaseSettings):
+    """Everything the operator configures. Field names map to DIGEST_<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    database_url: str = "sqlite:///digest.db"
+    db_pool_size: int = Field(5, ge=1, le=200)
+
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_timeout: float = Field(30.0, gt=0)
+    smtp_tls_verify: bool = True
+    smtp_messages_per_connection: int = Field(0, ge=0)
+    outbox_dir: Path = Path("outbox")
+
+    from_: str = Field("The Weekly Digest <digest@localhost>", alias="DIGEST_FROM")
+    reply_to: str | None = None
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr | None = None
+    list_name: str = "The Weekly Digest"
+    list_id: str | None = None
+    unsubscribe_mailto: str | None = None
+    postal_address: str = "The Weekly Digest, 1 Example Street, 10115 Berlin, Germany"
+    privacy_url: str | None = None
+    support_url: str | None = None
+    sections: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SECTIONS))
+    templates_dir: Path = PROJECT_ROOT / "templates"
+
+    timezone: str = "Europe/Moscow"
+    schedule: str = "0 9 * * fri"
+    misfire_grace: float = Field(6 * 3600, ge=0)
+    alert_email: str | None = None
+
+    concurrency: int = Field(10, ge=1, le=1000)
+    rate_limit: float = Field(0, ge=0)
+    max_attempts: int = Field(6, ge=1, le=100)
+    retry_backoff: float = Field(30.0, ge=0)
+    retry_backoff_max: float = Field(3600.0, ge=0)
+    bounce_threshold: int = Field(2, ge=1)
+
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+
+    # -- validators ---------------------------------------------------------
+
+    @field_validator("sections", mode="before")
+    @classmethod
+    def _split_sections(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        if isinstance(value, list) and not value:
+            raise ValueError("needs at least one section name (comma-separated)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgres")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("from_")
+    @classmethod
+    def _check_from(cls, value: str) -> str:
+        check_header_safe(value)
+        name, addr = parseaddr(value)
+        if "@" not in addr:
+            raise ValueError("must be an address like 'Newsroom <digest@example.com>'")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL, e.g. https://news.example.com")
+        check_header_safe(value)
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as Europe/Moscow") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ValueError("must be a five-field crontab expression such as '0 9 * * fri'")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("list_name", "postal_address", "reply_to", "alert_email", "list_id")
+    @classmethod
+    def _no_crlf(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_header_safe(value)
+        return value
+
+    # -- derived values -----------------------------------------------------
+
+    @cached_property
+    def from_address(self) -> Address:
+        name, addr = parseaddr(self.from_)
+        user, _, domain = addr.rpartition("@")
+        return Address(display_name=name, username=user, domain=domain)
+
+    @property
+    def sender_domain(self) -> str:
+        return self.from_address.domain
+
+    @property
+    def envelope_from(self) -> str:
+        return self.from_address.addr_spec
+
+    @property
+    def effective_list_id(self) -> str:
+        if self.list_id:
+            return self.list_id
+        host = urlsplit(self.base_url).hostname or self.sender_domain
+        return f"digest.{host}"
+
+    @property
+    def effective_unsubscribe_mailto(self) -> str:
+        return self.unsubscribe_mailto or f"unsubscribe@{self.sender_domain}"
+
+    @property
+    def effective_privacy_url(self) -> str:
+        return self.privacy_url or f"{self.base_url}/privacy"
+
+    @property
+    def effective_support_url(self) -> str:
+        return self.support_url or f"{self.base_url}/support"
+
+    @property
+    def effective_smtp_port(self) -> int:
+        if self.smtp_port:
+            return self.smtp_port
+        return {"none": 25, "starttls": 587, "tls": 465}[self.smtp_security]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def uses_smtp(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgres")
+
+    def secret(self) -> bytes:
+        """The signing key; a missing key is an error outside the demo."""
+        if self.secret_key is None:
+            raise SettingsError(
+                "DIGEST_SECRET_KEY: not set; set it to a random string of at least "
+                f"{MIN_SECRET_LENGTH} characters (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)"
+            )
+        return self.secret_key.get_secret_value().encode()
+
+
+def check_header_safe(value: str) -> str:
+    """Refuse values that could smuggle a header line (CR, LF, NUL)."""
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("must not contain line breaks")
+    return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's report into one SettingsError line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+        name = loc[0] if loc else "?"
+        env = "DIGEST_FROM" if name in ("from_", "DIGEST_FROM") else f"DIGEST_{name.upper()}"
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        raise SettingsError(f"{env}: {msg}") from None

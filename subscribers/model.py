@@ -1,0 +1,49 @@
+"""The subscriber: one row per address, unique case-insensitively.
+
+Statuses: pending (signed up, not confirmed), confirmed (receives the digest),
+unsubscribed, bounced, complained. The last three are terminal for imports: no
+CSV import or sign-up ever turns them back into confirmed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from digest.db import Base, utcnow
+
+PENDING = "pending"
+CONFIRMED = "confirmed"
+UNSUBSCRIBED = "unsubscribed"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+STATUSES = (PENDING, CONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+#: Never mailed again, never revived by an import.
+BLOCKED = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    #: Lower-cased address; the uniqueness key.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consent_source: Mapped[str] = mapped_column(Text, default="")
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_subscribers_status_id", "status", "id"),)
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.email} {self.status}>"
