@@ -80,7 +80,7 @@ def upgrade(engine: Engine) -> None:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-    except Exception as exc:  # noqa: BLE001 - turn driver errors into one line
+    except Exception as exc:
         if isinstance(exc, DigestError):
             raise
         raise DigestError(f"DIGEST_DATABASE_URL: cannot open the database: {_short(exc)}") from exc

@@ -161,7 +161,7 @@ def get_pick(session: Session, pick_id: int) -> Pick:
 def _editable(session: Session, pick_id: int) -> Pick:
     row = get_pick(session, pick_id)
     if row.issue_id is not None:
-        raise StateError(f"pick {pick_id} is already frozen into an issue and cannot change")
+        raise StateError(f"pick {pick_id} belongs to an issue that is already being sent")
     return row
 
 

@@ -8,9 +8,10 @@ from digest.db import Base
 config = context.config
 connection = config.attributes.get("connection")
 if connection is None:  # pragma: no cover - CLI use of alembic itself
+    from sqlalchemy import create_engine
+
     from digest.db import normalise_url
     from digest.settings import load_settings
-    from sqlalchemy import create_engine
 
     connection = create_engine(normalise_url(load_settings().database_url)).connect()
 

@@ -16,4 +16,4 @@ def make_transport(settings: Settings, *, concurrency: int | None = None) -> Tra
     return OutboxTransport(settings.outbox_dir)
 
 
-__all__ = ["Outbound", "Outcome", "Result", "Transport", "OutboxTransport", "make_transport"]
+__all__ = ["Outbound", "OutboxTransport", "Outcome", "Result", "Transport", "make_transport"]

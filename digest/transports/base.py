@@ -46,7 +46,7 @@ class Result:
     recipient_rejected: bool = False
 
     @classmethod
-    def sent(cls, code: int = 250, reply: str = "OK") -> "Result":
+    def sent(cls, code: int = 250, reply: str = "OK") -> Result:
         return cls(Outcome.SENT, code, reply)
 
 
@@ -67,7 +67,7 @@ class Transport(ABC):
     def describe(self) -> str:
         return self.name
 
-    async def __aenter__(self) -> "Transport":
+    async def __aenter__(self) -> Transport:
         await self.open()
         return self
 

@@ -34,7 +34,9 @@ class OutboxTransport(Transport):
             for sub in ("tmp", "new", "cur"):
                 (self.directory / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TransportError(f"DIGEST_OUTBOX_DIR: cannot create {self.directory}: {exc.strerror}")
+            raise TransportError(
+                f"DIGEST_OUTBOX_DIR: cannot create {self.directory}: {exc.strerror}"
+            ) from None
 
     async def send(self, message: Outbound) -> Result:
         return await asyncio.to_thread(self._write, message)
@@ -50,5 +52,7 @@ class OutboxTransport(Transport):
                 fh.write(data)
             os.replace(tmp, self.directory / "new" / name)
         except OSError as exc:
-            raise TransportError(f"DIGEST_OUTBOX_DIR: cannot write to {self.directory}: {exc.strerror}")
+            raise TransportError(
+                f"DIGEST_OUTBOX_DIR: cannot write to {self.directory}: {exc.strerror}"
+            ) from None
         return Result.sent(250, f"written to {self.directory / 'new' / name}")

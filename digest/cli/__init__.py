@@ -1,0 +1,39 @@
+"""The `digest` command line. Every user error ends as one line on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from digest.cli import build as _build  # noqa: F401 - registers commands
+from digest.cli import demo as _demo  # noqa: F401
+from digest.cli import send as _send  # noqa: F401
+from digest.cli.app import app
+from digest.cli.picks import picks_app
+from digest.cli.subscribers import subscribers_app
+from digest.errors import DigestError
+
+app.add_typer(picks_app, name="picks")
+app.add_typer(subscribers_app, name="subscribers")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        app()
+    except DigestError as exc:
+        print(f"digest: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("digest: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+__all__ = ["app", "main", "typer"]

@@ -1,0 +1,185 @@
+"""`digest send` and `digest test-send`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from digest import campaign, issues, ledger, preflight
+from digest.cli.app import app
+from digest.cli.build import IssueOpt
+from digest.cli.common import console, engine, settings
+from digest.db import session_scope
+from digest.errors import NotFound
+from digest.models import DRAFT, SENT, SENT_OK
+from digest.sender import Sender, SendReport, install_signal_handlers
+from digest.transports import make_transport
+from digest.transports.base import Outcome
+from subscribers import store
+from subscribers.model import CONFIRMED
+
+
+@app.command("send")
+def send(
+    issue: IssueOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")
+    ] = False,
+    status: Annotated[
+        bool, typer.Option("--status", help="Show the issue's delivery state instead of sending.")
+    ] = False,
+    recipient: Annotated[
+        str | None, typer.Option("--recipient", help="With --status: explain one address.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Send even if the preflight reports errors.")
+    ] = False,
+) -> None:
+    """Deliver the issue to every confirmed subscriber, exactly once per person.
+
+    Resumable: run it again after a crash or Ctrl-C and it continues where it stopped,
+    without sending anyone the issue twice. Without --issue, an interrupted send is
+    resumed first, otherwise this week's issue is built and sent.
+    """
+    s = settings()
+    eng = engine()
+    if status:
+        _status(issue, recipient)
+        return
+    if dry_run:
+        _dry_run(issue)
+        return
+    row = campaign.prepare_send(eng, s, issue)
+    if row.status == SENT:
+        with session_scope(eng) as session:
+            c = ledger.counts(session, row.id)
+        console.print(f"Issue {row.key} was already sent ({c[SENT_OK]} delivered); nothing to do.")
+        return
+    report = preflight.check_issue(row, s)
+    if not report.ok and not force:
+        for line in report.lines():
+            console.print(line)
+        raise typer.Exit(3)
+    transport = make_transport(s)
+    result = asyncio.run(_run(eng, s, row, transport))
+    console.print(result.summary())
+    if result.stopped:
+        console.print("Stopped. Run `digest send` again to resume; nobody will get it twice.")
+    elif not result.finished:
+        raise typer.Exit(4)
+
+
+async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    with session_scope(eng) as session:
+        c = ledger.counts(session, row.id)
+    total = sum(c.values())
+    done0 = total - c["pending"] - c["deferred"]
+    console.print(f"Sending issue {row.key} to {total} subscribers via {transport.describe()}")
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(row.key, total=total, completed=done0, detail="")
+
+        def on_progress(rep: SendReport) -> None:
+            final = rep.run["sent"] + rep.run["failed"] + rep.run["skipped"]
+            detail = (
+                f"sent {rep.run['sent']} deferred {rep.run['deferred']} failed {rep.run['failed']}"
+            )
+            if rep.waiting_until is not None:
+                detail += f" · retrying deferred at {rep.waiting_until:%H:%M:%S} UTC"
+            progress.update(task, completed=done0 + final, detail=detail)
+
+        async with transport:
+            return await Sender(eng, s, row, transport, on_progress=on_progress, stop=stop).run()
+
+
+def _dry_run(key: str | None) -> None:
+    s = settings()
+    eng = engine()
+    with session_scope(eng) as session:
+        row = issues.resumable(session) if key is None else None
+        key = row.key if row else (key or issues.current_key(s))
+        row = issues.find_issue(session, issues.check_key(key))
+        if row is None or row.status == DRAFT or row.status == "frozen":
+            row = issues.freeze(session, s, key)
+        c = ledger.counts(session, row.id)
+        owed = c["pending"] + c["deferred"]
+        new = store.count(session).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
+        report = preflight.check_issue(row, s)
+        session.rollback()  # a dry run changes nothing
+    console.print(f"Dry run for issue {row.key} ({row.status}); nothing will be sent.")
+    console.print(
+        f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
+    )
+    console.print(f"  already sent: {c[SENT_OK]}, failed: {c['failed']}, skipped: {c['skipped']}")
+    for line in report.lines():
+        console.print("  " + line)
+
+
+def _status(key: str | None, recipient: str | None) -> None:
+    s = settings()
+    with session_scope(engine()) as session:
+        if key:
+            row = issues.get_issue(session, key)
+        else:
+            row = issues.resumable(session) or next(iter(issues.list_issues(session, 1)), None)
+            if row is None:
+                raise NotFound("no issue yet (see `digest build`)")
+        c = ledger.counts(session, row.id)
+        console.print(
+            f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "
+            f"deferred={c['deferred']} failed={c['failed']} skipped={c['skipped']}"
+        )
+        if recipient:
+            _email, email_key = store.normalise_email(recipient)
+            info = ledger.explain(session, row.id, email_key)
+            if info is None:
+                sub = store.get_by_email(session, recipient)
+                why = f"subscriber status is {sub.status}" if sub else "not a subscriber"
+                console.print(f"{recipient}: not in the ledger for {row.key} ({why})")
+            else:
+                console.print(
+                    f"{info['email']}: {info['status']} after {info['attempts']} attempt(s); "
+                    f"last reply: {info['last_code'] or '-'} {info['last_reply'] or '-'}; "
+                    f"subscriber is {info['subscriber_status']}"
+                    + (
+                        f"; next try at {info['next_attempt_at']}"
+                        if info["next_attempt_at"]
+                        else ""
+                    )
+                )
+    _ = s
+
+
+@app.command("test-send")
+def test_send(
+    emails: Annotated[
+        list[str], typer.Argument(metavar="EMAIL...", help="Where to send the test.")
+    ],
+    issue: IssueOpt = None,
+) -> None:
+    """Send the issue with a [TEST] subject to these addresses; the ledger is untouched."""
+    s = settings()
+    with session_scope(engine()) as session:
+        row = issues.find_issue(session, issues.check_key(issue or issues.current_key(s)))
+        if row is None or row.status == DRAFT:
+            row = issues.freeze(session, s, issue)
+    results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
+    bad = 0
+    for email, res in results:
+        ok = res.outcome is Outcome.SENT
+        bad += not ok
+        console.print(f"{email}: {res.outcome.value} {res.code or ''} {res.reply}".rstrip())
+    if bad:
+        raise typer.Exit(1)

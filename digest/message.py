@@ -1,0 +1,188 @@
+"""Per-recipient messages from bytes prepared once per issue.
+
+`MessageTemplate` encodes the whole MIME message once (headers, both parts, QP),
+leaving gaps where the personal values go: the To header, the Message-ID, the
+List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts.
+`build()` only encodes those few values and joins bytes, which is what keeps
+assembly at microseconds instead of the ~11 ms an EmailMessage costs.
+
+The output is SMTP-ready: CRLF line endings and no line starting with a dot.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.utils import format_datetime
+
+from digest import qp, slots
+from digest.render import RenderedIssue
+from digest.settings import Settings
+
+_SMTP = policy.SMTP.clone(max_line_length=78)
+_SMTP_UTF8 = policy.SMTPUTF8.clone(max_line_length=78)
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9 .'\-]{0,60}\Z")
+_SIMPLE_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Gaps in the prepared message, in the order they are filled.
+TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
+
+
+def fold_header(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """One header line, RFC 2047-encoded and folded by the stdlib (used once per issue)."""
+    return (
+        (_SMTP_UTF8 if utf8 else _SMTP)
+        .header_factory(name, value)
+        .fold(policy=_SMTP_UTF8 if utf8 else _SMTP)
+        .encode("utf-8")
+    )
+
+
+def to_header(email: str, name: str) -> bytes:
+    """The To header for one recipient; fast for plain names, correct for any."""
+    name = _CONTROL.sub(" ", name).strip()
+    if _SIMPLE_ADDR.match(email) and _SIMPLE_NAME.match(name):
+        if not name:
+            return f"To: {email}\r\n".encode()
+        return f'To: "{name}" <{email}>\r\n'.encode()
+    user, _, domain = email.rpartition("@")
+    utf8 = not email.isascii()
+    return fold_header(
+        "To", str(Address(display_name=name, username=user, domain=domain)), utf8=utf8
+    )
+
+
+def greeting(name: str) -> str:
+    name = _CONTROL.sub(" ", name).strip()
+    first = name.split()[0] if name else ""
+    return f"Hello {first}," if first else "Hello,"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    name: str
+    token: str
+
+
+class MessageTemplate:
+    """The issue's message, encoded once; `build()` splices one recipient in."""
+
+    def __init__(
+        self,
+        rendered: RenderedIssue,
+        *,
+        settings: Settings,
+        issue_key: str,
+        subject: str,
+        date: datetime,
+        nonce: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        self.issue_key = issue_key
+        self.domain = settings.sender_domain
+        self.nonce = nonce or secrets.token_hex(4)
+        self.unsub_base = f"{settings.base_url}/unsubscribe/"
+        self.mailto = settings.effective_unsubscribe_mailto
+        self.msgid_prefix = f"<{issue_key}.".encode()
+        self.msgid_suffix = f".{self.nonce}@{self.domain}>\r\n".encode()
+        boundary = f"=_digest_{secrets.token_hex(12)}"
+
+        head = [
+            fold_header("Date", format_datetime(date)),
+            fold_header("From", settings.from_),
+        ]
+        tail = [
+            fold_header("Subject", subject),
+            b"MIME-Version: 1.0\r\n",
+            fold_header("List-Id", f"{settings.list_name} <{settings.effective_list_id}>"),
+        ]
+        post = [b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
+        if settings.reply_to:
+            post.append(fold_header("Reply-To", settings.reply_to))
+        post.append(b"Precedence: bulk\r\n")
+        post.append(fold_header("X-Digest-Issue", issue_key))
+        for name, value in (extra_headers or {}).items():
+            post.append(fold_header(name, value))
+        post.append(
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode()
+        )
+
+        text_parts = _split(rendered.text)
+        html_parts = _split(rendered.html)
+        part_head = (
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        html_head = (
+            f"\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        end = f"\r\n--{boundary}--\r\n".encode()
+
+        # Static runs between the gaps; gap kinds tell build() what to put there.
+        self._static: list[bytes] = [b"".join(head)]
+        self._gaps: list[int] = [TO]
+        self._static.append(b"Message-ID: " + self.msgid_prefix)
+        self._gaps.append(MSGID)
+        self._static.append(self.msgid_suffix + b"".join(tail))
+        self._gaps.append(UNSUB_HEADER)
+        pending = b"".join(post) + part_head
+        for parts, gap_g, gap_u, closing in (
+            (text_parts, TEXT_GREETING, TEXT_UNSUB, html_head),
+            (html_parts, HTML_GREETING, HTML_UNSUB, end),
+        ):
+            for chunk, marker in parts:
+                encoded = qp.encode(chunk.encode("utf-8"))
+                if marker is None:
+                    pending += encoded + closing
+                else:
+                    pending += qp.seal(encoded)
+                    self._static.append(pending)
+                    self._gaps.append(gap_g if marker == slots.GREETING else gap_u)
+                    pending = b""
+        self._static.append(pending)
+        self.size_estimate = sum(map(len, self._static)) + 400
+
+    def build(self, r: Recipient) -> bytes:
+        """The full message for one recipient (SMTP-ready bytes)."""
+        url = self.unsub_base + r.token
+        values = {
+            TO: to_header(r.email, r.name),
+            MSGID: str(r.subscriber_id).encode(),
+            UNSUB_HEADER: (
+                f"List-Unsubscribe: <{url}>,\r\n <mailto:{self.mailto}"
+                f"?subject=unsubscribe-{r.token}>\r\n"
+            ).encode(),
+        }
+        g = greeting(r.name)
+        out = [self._static[0]]
+        for gap, static in zip(self._gaps, self._static[1:]):
+            if gap in values:
+                out.append(values[gap])
+            elif gap == TEXT_GREETING:
+                out.append(qp.encode_run(g.encode()))
+            elif gap == HTML_GREETING:
+                out.append(qp.encode_run(html.escape(g, quote=False).encode()))
+            else:  # TEXT_UNSUB / HTML_UNSUB: the token is URL-safe, no escaping needed
+                out.append(qp.encode_run(url.encode()))
+            out.append(static)
+        return b"".join(out)
+
+
+def _split(body: str) -> list[tuple[str, str | None]]:
+    """Cut a rendered part at slot markers: [(text_before, marker_or_None), ...]."""
+    pattern = "(" + "|".join(re.escape(m) for m in slots.ALL) + ")"
+    pieces = re.split(pattern, body)
+    out: list[tuple[str, str | None]] = []
+    for i in range(0, len(pieces), 2):
+        marker = pieces[i + 1] if i + 1 < len(pieces) else None
+        out.append((pieces[i], marker))
+    return out

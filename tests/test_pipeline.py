@@ -1,0 +1,234 @@
+"""The whole pipeline against a real aiosmtpd server: picks -> issue -> ledger -> inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from collections import Counter
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from digest import campaign, issues, ledger
+from digest.db import session_scope
+from digest.models import FAILED, SENDING, SENT, SENT_OK, Issue
+from digest.picks import add_pick, validate_pick
+from digest.sender import Sender
+from digest.settings import load_settings
+from digest.transports import make_transport
+from subscribers import store
+from subscribers.model import BOUNCED, CONFIRMED, PENDING, UNSUBSCRIBED
+from subscribers.tokens import verify_token
+from tests.samples import sample_pick
+from tests.smtpd import CollectingHandler, SMTPServer
+
+
+def seed(engine, settings, n_confirmed: int = 30) -> list[str]:
+    with session_scope(engine) as s:
+        for i in range(6):
+            pick = sample_pick(i, featured=i == 0)
+            pick = {k: v for k, v in pick.items() if k not in ("id", "position")}
+            add_pick(s, validate_pick(pick, settings.sections))
+        emails = [f"reader{i}@example.com" for i in range(n_confirmed)]
+        for i, e in enumerate(emails):
+            store.add(s, e, f"Reader {i}", status=CONFIRMED)
+        store.add(s, "pending@example.com", "Pending", status=PENDING)
+        store.add(s, "gone@example.com", "Gone", status=CONFIRMED)
+        store.remove(s, "gone@example.com")
+    return emails
+
+
+def send(engine, settings, key=None, **kw):
+    issue = campaign.prepare_send(engine, settings, key)
+
+    async def go():
+        transport = make_transport(settings)
+        async with transport:
+            return await Sender(engine, settings, issue, transport, **kw).run()
+
+    return issue, asyncio.run(go())
+
+
+def test_every_confirmed_subscriber_gets_exactly_one_message(smtp_server, workdir, engine) -> None:
+    settings = load_settings()
+    emails = seed(engine, settings)
+    issue, report = send(engine, settings)
+    got = Counter(smtp_server.handler.recipients())
+    assert sorted(got) == sorted(emails)
+    assert set(got.values()) == {1}
+    assert report.run[SENT_OK] == len(emails) and report.finished
+    tokens = set()
+    for m in smtp_server.messages:
+        msg = email.message_from_bytes(m.data, policy=email.policy.default)
+        assert msg.get_content_type() == "multipart/alternative"
+        assert msg["To"].addresses[0].addr_spec == m.rcpt_tos[0]
+        url = str(msg["List-Unsubscribe"]).split("<", 1)[1].split(">", 1)[0]
+        sid = verify_token(
+            settings.secret(), "unsubscribe", url.rsplit("/", 1)[1], settings.effective_list_id
+        )
+        with session_scope(engine) as s:
+            assert store.get(s, sid).email == m.rcpt_tos[0]
+        tokens.add(url)
+        text = msg.get_payload()[0].get_content()
+        assert url in text
+    assert len(tokens) == len(emails)
+    with session_scope(engine) as s:
+        row = issues.get_issue(s, issue.key)
+        assert row.status == SENT
+        assert ledger.counts(s, row.id)[SENT_OK] == len(emails)
+    # Sending again is a no-op: nobody gets it twice.
+    again = campaign.prepare_send(engine, settings, issue.key)
+    assert again.status == SENT
+    assert len(smtp_server.messages) == len(emails)
+
+
+def test_interrupted_send_resumes_without_duplicates(smtp_server, workdir, engine) -> None:
+    settings = load_settings()
+    emails = seed(engine, settings, 60)
+    stop = asyncio.Event()
+
+    def stop_early(report):
+        if report.run[SENT_OK] >= 10:
+            stop.set()
+
+    issue = campaign.prepare_send(engine, settings)
+
+    async def first():
+        transport = make_transport(settings)
+        async with transport:
+            return await Sender(
+                engine, settings, issue, transport, stop=stop, on_progress=stop_early, batch_size=5
+            ).run()
+
+    report = asyncio.run(first())
+    assert report.stopped and not report.finished
+    first_count = len(smtp_server.messages)
+    assert 10 <= first_count < 60
+    with session_scope(engine) as s:
+        assert s.get(Issue, issue.id).status == SENDING
+    # The next `digest send` without a key resumes the interrupted issue.
+    _, report2 = send(engine, settings)
+    got = Counter(smtp_server.handler.recipients())
+    assert sorted(got) == sorted(emails)
+    assert set(got.values()) == {1}
+    assert report2.finished
+
+
+class Throttling(CollectingHandler):
+    """451 for chosen recipients the first `times` tries; 550 for others, forever."""
+
+    def __init__(self, flaky: set[str], dead: set[str], times: int = 2) -> None:
+        super().__init__()
+        self.flaky, self.dead, self.times = flaky, dead, times
+        self.tries: Counter[str] = Counter()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options
+    ):
+        self.tries[address] += 1
+        if address in self.dead:
+            return "550 5.1.1 no such user"
+        if address in self.flaky and self.tries[address] <= self.times:
+            return "451 4.7.1 slow down"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_4xx_is_retried_and_5xx_fails_and_bounces(workdir, engine, monkeypatch) -> None:
+    flaky = {"reader1@example.com", "reader2@example.com"}
+    dead = {"reader3@example.com"}
+    handler = Throttling(flaky, dead)
+    with SMTPServer(handler) as srv:
+        monkeypatch.setenv("DIGEST_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("DIGEST_SMTP_PORT", str(srv.port))
+        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
+        monkeypatch.setenv("DIGEST_BOUNCE_THRESHOLD", "1")
+        settings = load_settings()
+        emails = seed(engine, settings, 8)
+        issue, report = send(engine, settings)
+    got = Counter(handler.recipients())
+    assert sorted(got) == sorted(set(emails) - dead)
+    assert set(got.values()) == {1}
+    assert report.finished
+    with session_scope(engine) as s:
+        for addr in flaky:
+            info = ledger.explain(s, issue.id, addr)
+            assert info["status"] == SENT_OK and info["attempts"] == 3
+        info = ledger.explain(s, issue.id, "reader3@example.com")
+        assert info["status"] == FAILED and info["last_code"] == 550
+        assert "no such user" in info["last_reply"]
+        assert store.get_by_email(s, "reader3@example.com").status == BOUNCED
+
+
+def test_deferred_forever_gives_up_after_max_attempts(workdir, engine, monkeypatch) -> None:
+    handler = Throttling({"reader0@example.com"}, set(), times=100)
+    with SMTPServer(handler) as srv:
+        monkeypatch.setenv("DIGEST_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("DIGEST_SMTP_PORT", str(srv.port))
+        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
+        monkeypatch.setenv("DIGEST_MAX_ATTEMPTS", "3")
+        settings = load_settings()
+        seed(engine, settings, 3)
+        issue, report = send(engine, settings)
+    assert handler.tries["reader0@example.com"] == 3
+    with session_scope(engine) as s:
+        info = ledger.explain(s, issue.id, "reader0@example.com")
+        assert info["status"] == FAILED
+        assert info["last_reply"].startswith("gave up after 3 attempts")
+        # Never counted as sent: the throttled reader is not in what arrived.
+    assert "reader0@example.com" not in handler.recipients()
+
+
+def test_unsubscribed_after_fill_is_skipped(smtp_server, workdir, engine) -> None:
+    settings = load_settings()
+    seed(engine, settings, 5)
+    issue = campaign.prepare_send(engine, settings)
+    with session_scope(engine) as s:
+        store.remove(s, "reader4@example.com")
+    asyncio.run(_send_issue(engine, settings, issue))
+    assert "reader4@example.com" not in smtp_server.handler.recipients()
+    with session_scope(engine) as s:
+        assert ledger.explain(s, issue.id, "reader4@example.com")["status"] == "skipped"
+        assert store.get_by_email(s, "reader4@example.com").status == UNSUBSCRIBED
+
+
+async def _send_issue(engine, settings, issue):
+    transport = make_transport(settings)
+    async with transport:
+        return await Sender(engine, settings, issue, transport).run()
+
+
+def test_outbox_when_no_smtp_host(workdir, engine) -> None:
+    settings = load_settings()
+    emails = seed(engine, settings, 7)
+    issue, report = send(engine, settings)
+    files = list((workdir / "outbox" / "new").iterdir())
+    assert len(files) == len(emails)
+    rcpts = set()
+    for f in files:
+        msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        rcpts.add(msg["To"].addresses[0].addr_spec)
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert rcpts == set(emails)
+
+
+def test_sent_issue_is_never_refrozen(smtp_server, workdir, engine) -> None:
+    settings = load_settings()
+    seed(engine, settings, 2)
+    issue, _ = send(engine, settings)
+    with session_scope(engine) as s:
+        pick = sample_pick(9)
+        add_pick(
+            s,
+            validate_pick(
+                {k: v for k, v in pick.items() if k not in ("id", "position")}, settings.sections
+            ),
+        )
+    from digest.errors import StateError
+
+    with pytest.raises(StateError, match="never re-frozen"):
+        campaign.build(engine, settings, issue.key)
+    with session_scope(engine) as s:
+        frozen = issues.get_issue(s, issue.key)
+        assert len(frozen.content["picks"]) == 6  # the new pick waits for next week
