@@ -6,6 +6,7 @@ import asyncio
 import email
 import email.policy
 from collections import Counter
+from contextlib import contextmanager
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -135,15 +136,23 @@ class Throttling(CollectingHandler):
         return "250 OK"
 
 
-def test_4xx_is_retried_and_5xx_fails_and_bounces(workdir, engine, monkeypatch) -> None:
-    flaky = {"reader1@example.com", "reader2@example.com"}
-    dead = {"reader3@example.com"}
-    handler = Throttling(flaky, dead)
+@contextmanager
+def serving(handler, monkeypatch, **env: str):
+    """A real SMTP server with `handler`, and DIGEST_* settings pointing at it."""
     with SMTPServer(handler) as srv:
         monkeypatch.setenv("DIGEST_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("DIGEST_SMTP_PORT", str(srv.port))
         monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
-        monkeypatch.setenv("DIGEST_BOUNCE_THRESHOLD", "1")
+        for key, value in env.items():
+            monkeypatch.setenv(f"DIGEST_{key.upper()}", value)
+        yield srv
+
+
+def test_4xx_is_retried_and_5xx_fails_and_bounces(workdir, engine, monkeypatch) -> None:
+    flaky = {"reader1@example.com", "reader2@example.com"}
+    dead = {"reader3@example.com"}
+    handler = Throttling(flaky, dead)
+    with serving(handler, monkeypatch, bounce_threshold="1"):
         settings = load_settings()
         emails = seed(engine, settings, 8)
         issue, report = send(engine, settings)
@@ -163,11 +172,7 @@ def test_4xx_is_retried_and_5xx_fails_and_bounces(workdir, engine, monkeypatch) 
 
 def test_deferred_forever_gives_up_after_max_attempts(workdir, engine, monkeypatch) -> None:
     handler = Throttling({"reader0@example.com"}, set(), times=100)
-    with SMTPServer(handler) as srv:
-        monkeypatch.setenv("DIGEST_SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("DIGEST_SMTP_PORT", str(srv.port))
-        monkeypatch.setenv("DIGEST_SMTP_SECURITY", "none")
-        monkeypatch.setenv("DIGEST_MAX_ATTEMPTS", "3")
+    with serving(handler, monkeypatch, max_attempts="3"):
         settings = load_settings()
         seed(engine, settings, 3)
         issue, report = send(engine, settings)
