@@ -21,6 +21,7 @@ from digest.sender import template_for
 from digest.settings import Settings
 from digest.transports.base import Outbound, Result, Transport
 from subscribers import store
+from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.tokens import make_token
 
 SAMPLE_RECIPIENT = ("reader@example.com", "Sample Reader")
@@ -77,6 +78,7 @@ def prepare_send(engine: Engine, settings: Settings, key: str | None = None) -> 
     returned as it is; the caller reports that there is nothing to do.
     """
     with session_scope(engine) as session:
+        ledger.start_lock(session)  # concurrent starters: one freezes, the others wait
         issue = None
         if key is None:
             issue = issues.resumable(session)
@@ -84,7 +86,7 @@ def prepare_send(engine: Engine, settings: Settings, key: str | None = None) -> 
         if issue is None:
             issue = issues.find_issue(session, issues.check_key(key))
             if issue is None or issue.status in (DRAFT, FROZEN):
-                issue = issues.freeze(session, settings, key)
+                issue = issues.freeze(session, settings, key, for_send=True)
         if issue.status == SENT:
             return issue
         if issue.status == FROZEN:
@@ -107,7 +109,10 @@ async def test_send(
                 email, _key = store.normalise_email(raw)
             except InputError as exc:
                 raise InputError(str(exc).split(": ", 1)[-1], field=raw) from None
-            data = message_for(settings, issue, email, "", 0, prefix="[TEST] ")
-            msg = Outbound(settings.envelope_from, email, data, smtputf8=not email.isascii())
+            # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
+            utf8 = needs_smtputf8(email)
+            wire = email if utf8 else ascii_address(email)
+            data = message_for(settings, issue, wire, "", 0, prefix="[TEST] ")
+            msg = Outbound(settings.envelope_from, wire, data, smtputf8=utf8)
             results.append((email, await transport.send(msg)))
     return results

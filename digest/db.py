@@ -21,6 +21,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
+MIGRATION_LOCK = 0x64696765  # pg_advisory_xact_lock key held while migrating ("dige")
 
 
 class Base(DeclarativeBase):
@@ -78,6 +79,10 @@ def upgrade(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several processes may open a fresh database at once: one migrates,
+                # the others wait here and then find it at head.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except Exception as exc:

@@ -103,12 +103,16 @@ def default_preheader(picks: list[dict[str, Any]]) -> str:
     return text if len(text) <= 140 else text[:139].rstrip() + "…"
 
 
-def freeze(session: Session, settings: Settings, key: str | None = None) -> Issue:
+def freeze(
+    session: Session, settings: Settings, key: str | None = None, *, for_send: bool = False
+) -> Issue:
     """Freeze this week's picks (those in no sent issue yet) into a snapshot and render.
 
     Picks stay editable until the send starts (`start_sending` ties them to the
     issue); building again picks up edits, and unchanged picks give the same issue.
     Raises StateError when the issue is already sending or sent, or nothing is picked.
+    `for_send` also refreshes the date shown in the issue (a Monday preview must not
+    put Monday's date on Friday's send).
     """
     key = check_key(key or current_key(settings))
     issue = draft(session, key)
@@ -136,7 +140,7 @@ def freeze(session: Session, settings: Settings, key: str | None = None) -> Issu
         "date": now.astimezone(settings.tz).date().isoformat(),
         "picks": picks,
     }
-    if issue.status == FROZEN and _same(issue.content, content):
+    if issue.status == FROZEN and _same(issue.content, content, with_date=for_send):
         return issue  # idempotent: nothing changed since the last build
     rendered = render_issue(content, settings)
     issue.content = content
@@ -148,9 +152,11 @@ def freeze(session: Session, settings: Settings, key: str | None = None) -> Issu
     return issue
 
 
-def _same(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+def _same(old: dict[str, Any] | None, new: dict[str, Any], *, with_date: bool = False) -> bool:
     if not old:
         return False
+    if with_date:
+        return old == new
     strip = {k: v for k, v in new.items() if k != "date"}
     return {k: v for k, v in old.items() if k != "date"} == strip
 

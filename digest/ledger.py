@@ -1,17 +1,21 @@
-"""The delivery ledger: all SQL about deliveries in one place.
+"""The delivery ledger: what each delivery's state is, and writing outcomes into it.
 
 One row per issue x subscriber (unique), filled in one INSERT ... SELECT so the
 list is never held in memory. A row is marked sent only after the server's 250;
-rows still pending when a process dies are simply sent on resume.
+rows still pending when a process dies are simply sent on resume. Who is sending
+which rows right now (claims and leases) lives in digest.claims; an outcome is
+written only by the sender whose claim still holds the row.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, String, and_, bindparam, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.db import utcnow
@@ -29,6 +33,9 @@ from digest.models import (
 from digest.transports.base import Outcome, Result
 from subscribers.model import BOUNCED, CONFIRMED, Subscriber
 
+log = logging.getLogger("digest.ledger")
+TABLE = Delivery.__table__
+
 
 @dataclass(slots=True)
 class Row:
@@ -40,6 +47,27 @@ class Row:
     email: str
     name: str
     status: str  # the subscriber's status right now
+    token: str = ""  # the claim under which this sender holds the row (digest.claims)
+
+
+#: pg_advisory_xact_lock key that serialises starting sends ("send").
+START_LOCK = 0x73656E64
+
+
+def start_lock(session: Session) -> None:
+    """Hold, until this transaction ends, the right to freeze, start and fill a send.
+
+    Several processes may start the same week's send at once (schedulers on several
+    machines, a manual `digest send`): the first freezes the issue and fills the
+    ledger, the others wait here and then find it sending. PostgreSQL: an advisory
+    lock; SQLite: the database's write lock, taken now by an UPDATE that matches no
+    row. Call it first in the transaction.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(START_LOCK)))
+    else:
+        table = Issue.__table__
+        session.execute(update(table).where(table.c.id == -1).values(status=table.c.status))
 
 
 def fill(session: Session, issue: Issue) -> int:
@@ -56,51 +84,16 @@ def fill(session: Session, issue: Issue) -> int:
         .where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
         .exists(),
     )
-    stmt = insert(Delivery).from_select(
-        ["issue_id", "subscriber_id", "status", "attempts", "last_reply"], sel
-    )
-    return session.execute(stmt).rowcount or 0
-
-
-def owed_batch(
-    session: Session, issue_id: int, after_id: int, limit: int, now: datetime | None = None
-) -> list[Row]:
-    """The next `limit` owed rows after `after_id` that are due now (keyset paging)."""
-    now = now or utcnow()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # Two processes filling at once (a scheduler and a manual send) must not collide.
     stmt = (
-        select(
-            Delivery.id,
-            Delivery.subscriber_id,
-            Delivery.attempts,
-            Subscriber.email,
-            Subscriber.name,
-            Subscriber.status,
-        )
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(
-            Delivery.issue_id == issue_id,
-            Delivery.status.in_(OWED),
-            Delivery.id > after_id,
-            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-        )
-        .order_by(Delivery.id)
-        .limit(limit)
+        insert(Delivery)
+        .from_select(["issue_id", "subscriber_id", "status", "attempts", "last_reply"], sel)
+        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
-    return [Row(*r) for r in session.execute(stmt)]
-
-
-def next_due(session: Session, issue_id: int) -> tuple[int, datetime | None]:
-    """How many rows are still owed, and when the earliest deferred one is due."""
-    owed, due = session.execute(
-        select(func.count(), func.min(Delivery.next_attempt_at)).where(
-            Delivery.issue_id == issue_id, Delivery.status.in_(OWED)
-        )
-    ).one()
-    if due is not None and due.tzinfo is None:
-        from datetime import UTC
-
-        due = due.replace(tzinfo=UTC)
-    return owed, due
+    result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
+    return max(result.rowcount or 0, 0)
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -116,17 +109,29 @@ def record(
     backoff_base: float,
     backoff_cap: float,
     bounce_threshold: int,
+    stamp: datetime | None = None,
 ) -> dict[str, int]:
     """Write a batch of outcomes; returns counts by final status for this batch.
 
     A plain string instead of a Result means the row was skipped for that reason
-    (e.g. the subscriber unsubscribed while the send was running).
+    (e.g. the subscriber unsubscribed while the send was running). Only rows still
+    held under their claim token are written: a sender whose lease ran out cannot
+    overwrite what the sender that took over recorded. `stamp` makes a retry safe
+    after a lost connection: rows this very call already wrote (the commit reached
+    the server, its answer did not reach us) are counted, not written twice.
     """
-    now = utcnow()
+    now = stamp or utcnow()
+    state = _claim_state(session, [row.id for row, _ in results])
     params: list[dict[str, Any]] = []
     counts = {SENT_OK: 0, DEFERRED: 0, FAILED: 0, SKIPPED: 0}
     bounced: list[int] = []
+    lost = 0
     for row, res in results:
+        holder, updated = state.get(row.id, (None, None))
+        mine = bool(row.token) and holder == row.token
+        if not mine and not (holder is None and updated == now):
+            lost += 1
+            continue
         attempts = row.attempts + 1
         due: datetime | None = None
         if isinstance(res, str):
@@ -143,12 +148,15 @@ def record(
                 reply = f"gave up after {attempts} attempts; last reply: {reply}"[:1000]
             else:
                 status = FAILED
-                if res.recipient_rejected:
+                if res.recipient_rejected and mine:
                     bounced.append(row.subscriber_id)
         counts[status] += 1
+        if not mine:
+            continue  # written by this same call before the connection broke
         params.append(
             {
                 "b_id": row.id,
+                "b_token": row.token,
                 "b_status": status,
                 "b_attempts": attempts,
                 "b_code": code,
@@ -159,10 +167,9 @@ def record(
             }
         )
     if params:
-        table = Delivery.__table__
-        session.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
+        stmt = (
+            update(TABLE)
+            .where(TABLE.c.id == bindparam("b_id"), TABLE.c.claimed_by == bindparam("b_token"))
             .values(
                 status=bindparam("b_status"),
                 attempts=bindparam("b_attempts"),
@@ -173,12 +180,34 @@ def record(
                 updated_at=bindparam("b_now"),
                 claimed_by=None,
                 lease_until=None,
-            ),
-            params,
+            )
+        )
+        written = session.connection().execute(stmt, params).rowcount
+        if written is not None and 0 <= written < len(params):
+            lost += len(params) - written
+    if lost:
+        log.warning(
+            "%d outcome(s) not recorded: their lease ran out and another sender took them over",
+            lost,
         )
     for sid in bounced:
         _count_bounce(session, sid, bounce_threshold, now)
     return counts
+
+
+def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None, datetime | None]]:
+    """Who holds each row now, and when it was last written (locked on PostgreSQL)."""
+    if not ids:
+        return {}
+    query = select(TABLE.c.id, TABLE.c.claimed_by, TABLE.c.updated_at).where(TABLE.c.id.in_(ids))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {i: (holder, _aware(at)) for i, holder, at in session.execute(query)}
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive UTC; PostgreSQL aware values."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _count_bounce(session: Session, subscriber_id: int, threshold: int, now: datetime) -> None:

@@ -17,12 +17,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
+from email.header import Header
 from email.utils import format_datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from digest import qp, slots
 from digest.render import RenderedIssue
 from digest.settings import Settings
+from digest.transports.base import SMTPReady, is_smtp_ready
+
+if TYPE_CHECKING:
+    from digest.dkim import Signer
 
 _SMTP = policy.SMTP.clone(max_line_length=78)
 _SMTP_UTF8 = policy.SMTPUTF8.clone(max_line_length=78)
@@ -44,18 +50,41 @@ def fold_header(name: str, value: str, *, utf8: bool = False) -> bytes:
     )
 
 
+def encoded_words(name: str, text: str) -> bytes:
+    """`text` as RFC 2047 encoded words, folded: what text that contains "=?" needs.
+
+    The stdlib parses a header value before folding it, decoding anything shaped like
+    an encoded word on the way: a subject or name holding "=?utf-8?q?=0D=0ABcc:_x?="
+    would come out as a real line break and a forged header. Encoded by us, it is
+    decoded by the reader back to exactly what was typed.
+    """
+    return Header(text, "utf-8", maxlinelen=78, header_name=name).encode(linesep="\r\n").encode()
+
+
+def subject_header(subject: str) -> bytes:
+    if "=?" in subject:
+        return b"Subject: " + encoded_words("Subject", subject) + b"\r\n"
+    return fold_header("Subject", subject)
+
+
 def to_header(email: str, name: str) -> bytes:
-    """The To header for one recipient; fast for plain names, correct for any."""
+    """The To header for one recipient; fast for plain names, correct for any.
+
+    Not left to the stdlib: it drops the quotes of a long display name holding
+    specials when folding it (a name with "(", "<" or "@" would then re-parse as
+    another address) and decodes "=?" text first (see encoded_words).
+    """
     name = _CONTROL.sub(" ", name).strip()
     if _SIMPLE_ADDR.match(email) and _SIMPLE_NAME.match(name):
         if not name:
             return f"To: {email}\r\n".encode()
         return f'To: "{name}" <{email}>\r\n'.encode()
-    user, _, domain = email.rpartition("@")
-    utf8 = not email.isascii()
-    return fold_header(
-        "To", str(Address(display_name=name, username=user, domain=domain)), utf8=utf8
-    )
+    if not name:
+        return f"To: <{email}>\r\n".encode()
+    if name.isascii() and "=?" not in name:  # a quoted-string; names are at most 200 chars
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'To: "{quoted}"\r\n <{email}>\r\n'.encode()
+    return b"To: " + encoded_words("To", name) + f"\r\n <{email}>\r\n".encode()
 
 
 def greeting(name: str) -> str:
@@ -72,6 +101,10 @@ class Recipient:
     token: str
 
 
+#: A made-up recipient whose message proves a template's static runs SMTP-ready.
+_SAMPLE = Recipient(0, "reader@example.com", "Sample Reader", "A" * 22)
+
+
 class MessageTemplate:
     """The issue's message, encoded once; `build()` splices one recipient in."""
 
@@ -85,8 +118,11 @@ class MessageTemplate:
         date: datetime,
         nonce: str | None = None,
         extra_headers: dict[str, str] | None = None,
+        signer: Signer | None = None,
     ) -> None:
+        """`signer` (digest.dkim) adds a DKIM-Signature to every built message."""
         self.issue_key = issue_key
+        self.signer = signer
         self.domain = settings.sender_domain
         self.nonce = nonce or secrets.token_hex(4)
         self.unsub_base = f"{settings.base_url}/unsubscribe/"
@@ -100,7 +136,7 @@ class MessageTemplate:
             fold_header("From", settings.from_),
         ]
         tail = [
-            fold_header("Subject", subject),
+            subject_header(subject),
             b"MIME-Version: 1.0\r\n",
             fold_header("List-Id", f"{settings.list_name} <{settings.effective_list_id}>"),
         ]
@@ -150,10 +186,25 @@ class MessageTemplate:
                     pending = b""
         self._static.append(pending)
         self.size_estimate = sum(map(len, self._static)) + 400
+        if signer is not None:
+            self.size_estimate += signer.header_size
+        # build() vouches for its output (SMTPReady: the transport skips its scan)
+        # once a sample proves the static runs SMTP-ready; personal runs are made so.
+        ready = is_smtp_ready(b"".join(self._pieces(_SAMPLE)))
+        self._wrap: type[bytes] = SMTPReady if ready else bytes
 
     def build(self, r: Recipient) -> bytes:
         """The full message for one recipient (SMTP-ready bytes)."""
+        out = self._pieces(r)
+        if self.signer is not None:  # static pieces are canonicalised once, then remembered
+            return self._wrap(self.signer.sign_pieces(out))  # its header is SMTP-ready too
+        return self._wrap(b"".join(out))
+
+    def _pieces(self, r: Recipient) -> list[bytes]:
+        """Static runs with the recipient's values in the gaps, ready to join."""
         url = self.unsub_base + r.token
+        url_run = qp.encode_run(url.encode())  # the token is URL-safe: no escaping needed
+        text_greeting, html_greeting = _greeting_runs(greeting(r.name))
         values = {
             TO: to_header(r.email, r.name),
             MSGID: str(r.subscriber_id).encode(),
@@ -161,20 +212,25 @@ class MessageTemplate:
                 f"List-Unsubscribe: <{url}>,\r\n <mailto:{self.mailto}"
                 f"?subject=unsubscribe-{r.token}>\r\n"
             ).encode(),
+            TEXT_GREETING: text_greeting,
+            HTML_GREETING: html_greeting,
+            TEXT_UNSUB: url_run,
+            HTML_UNSUB: url_run,
         }
-        g = greeting(r.name)
         out = [self._static[0]]
         for gap, static in zip(self._gaps, self._static[1:]):
-            if gap in values:
-                out.append(values[gap])
-            elif gap == TEXT_GREETING:
-                out.append(qp.encode_run(g.encode()))
-            elif gap == HTML_GREETING:
-                out.append(qp.encode_run(html.escape(g, quote=False).encode()))
-            else:  # TEXT_UNSUB / HTML_UNSUB: the token is URL-safe, no escaping needed
-                out.append(qp.encode_run(url.encode()))
+            out.append(values[gap])
             out.append(static)
-        return b"".join(out)
+        return out
+
+
+@lru_cache(maxsize=4096)
+def _greeting_runs(text: str) -> tuple[bytes, bytes]:
+    """The greeting QP-encoded for the text and the HTML part (first names repeat)."""
+    return (
+        qp.encode_run(text.encode()),
+        qp.encode_run(html.escape(text, quote=False).encode()),
+    )
 
 
 def _split(body: str) -> list[tuple[str, str | None]]:

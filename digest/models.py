@@ -17,10 +17,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from digest.db import Base, utcnow
+from digest.scheduler_lease import SchedulerLease  # noqa: F401 - registers the table
+from digest.web.models import Editor  # noqa: F401 - registers the web app's tables
 from subscribers.model import Subscriber  # noqa: F401 - registers the table
 
 # Issue statuses: draft (editors still picking) -> frozen (snapshot + render)
@@ -95,4 +98,33 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
         Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
+        # Heartbeats and releases look rows up by claim token; most rows have none.
+        Index(
+            "ix_deliveries_claimed_by",
+            "claimed_by",
+            postgresql_where=text("claimed_by IS NOT NULL"),
+            sqlite_where=text("claimed_by IS NOT NULL"),
+        ),
     )
+
+
+class Worker(Base):
+    """A process sending (or ready to send) right now: `digest send` or `digest worker`.
+
+    Lets `digest send --status` show who is working, and lets a sender on the same
+    machine see at once that another one died (its pid is gone) instead of waiting
+    for its leases to run out. Rows are removed on a clean exit.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="worker")
+    host: Mapped[str] = mapped_column(String(255))
+    #: host plus PID namespace: the same node means the same process table.
+    node: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    sent: Mapped[int] = mapped_column(Integer, default=0)

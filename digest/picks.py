@@ -20,7 +20,9 @@ from digest.errors import InputError, NotFound, StateError
 from digest.models import Pick
 
 _WS = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: C0 and C1 controls (never text; C1 ones are usually mis-decoded Windows-1252) and
+#: the noncharacters U+FFFE/U+FFFF (never text either; they break the MJML parser).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 MAX_URL = 2048
 
 
@@ -39,8 +41,8 @@ def check_url(value: str, *, field: str = "url") -> str:
     value = value.strip()
     if len(value) > MAX_URL:
         raise ValueError(f"is longer than {MAX_URL} characters")
-    if any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError("must not contain spaces or line breaks")
+    if not value.isprintable() or " " in value:  # also controls and invisible characters
+        raise ValueError("must not contain spaces, line breaks or invisible characters")
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https"):
         raise ValueError(f"must be an http:// or https:// URL, got {value[:60]!r}")

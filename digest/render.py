@@ -99,14 +99,60 @@ def _render_template(settings: Settings, name: str, context: dict[str, Any]) -> 
             exc.message or "syntax error", source=exc.filename, line=exc.lineno
         ) from None
     except jinja2.UndefinedError as exc:
-        raise InputError(str(exc), source=str(Path(settings.templates_dir) / name)) from None
+        source, line = _template_frame(exc)
+        raise InputError(
+            str(exc), source=source or str(Path(settings.templates_dir) / name), line=line
+        ) from None
+    except Exception as exc:  # an expression in an edited template failed while rendering
+        source, line = _template_frame(exc)
+        raise InputError(
+            f"{type(exc).__name__}: {exc}",
+            source=source or str(Path(settings.templates_dir) / name),
+            line=line,
+        ) from None
+
+
+def _template_frame(exc: BaseException) -> tuple[str | None, int | None]:
+    """File and line of the innermost template frame (Jinja puts them in the traceback)."""
+    found: tuple[str | None, int | None] = (None, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
 
 
 def _to_html(mjml_source: str, template: str) -> str:
     try:
-        return mjml2html(mjml_source, disable_comments=True)
+        return mjml2html(_attribute_references(mjml_source), disable_comments=True)
     except ValueError as exc:
         raise InputError(f"invalid MJML: {exc}", source=template) from None
+
+
+_ATTRIBUTE_VALUE = re.compile(r'="([^"]*)"')
+
+
+def _attribute_references(source: str) -> str:
+    """Backslashes, controls and non-ASCII characters of attribute values as references.
+
+    mjml-python writes attribute values through Rust's escape_debug: a backslash comes
+    out doubled, and characters it deems unprintable (soft hyphen, no-break space, the
+    zero-width joiner of emoji, unassigned code points...) as "\\u{ad}", so an alt
+    text or URL would arrive garbled. A reference such as "&#xad;" passes through and
+    means the same in HTML. Escaped user text never holds a raw '="', so only
+    attribute values are touched.
+    """
+
+    def refs(match: re.Match[str]) -> str:
+        value = match.group(1)
+        if value.isascii() and value.isprintable() and "\\" not in value:
+            return match.group(0)
+        safe = (c if " " <= c <= "~" and c != "\\" else f"&#x{ord(c):x};" for c in value)
+        return '="' + "".join(safe) + '"'
+
+    return _ATTRIBUTE_VALUE.sub(refs, source)
 
 
 # -- building the context ----------------------------------------------------------

@@ -1,9 +1,10 @@
 """The mailer: streams owed deliveries from the ledger through a transport.
 
-Data flow: ledger (keyset batches) -> bounded queue -> N workers (splice bytes,
-rate limit, transport.send) -> results -> recorder (batched writes). A row is
-written as sent only after the server accepted it, so a killed send resumes with
-nobody skipped and at most the in-flight messages repeated. 4xx answers are
+Data flow: ledger (batches claimed under a lease, digest.claims) -> bounded queue
+-> N workers (splice bytes, rate limit, transport.send) -> results -> recorder
+(batched writes). A row is written as sent only after the server accepted it, so
+a killed send resumes with nobody skipped and at most the in-flight messages
+repeated; several senders (processes, machines) can share one send. 4xx answers are
 deferred with backoff and retried in later passes until they succeed or run out
 of attempts; 5xx answers are final.
 """
@@ -17,18 +18,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from digest import ledger
+from digest import claims, dbretry, ledger
 from digest.db import session_scope, utcnow
 from digest.message import MessageTemplate, Recipient
 from digest.models import DEFERRED, FAILED, PENDING, SENT_OK, SKIPPED, Issue
+from digest.presence import Presence, reap
 from digest.render import RenderedIssue
 from digest.settings import Settings
-from digest.transports.base import Outbound, Result, Transport
+from digest.transports.base import Outbound, Outcome, Result, Transport
+from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.model import CONFIRMED
 from subscribers.tokens import make_token
 
@@ -49,6 +53,7 @@ class SendReport:
     stopped: bool = False
     finished: bool = False
     waiting_until: datetime | None = None
+    claimed: int = 0  # rows this run took on (0: nothing was there for it to send)
 
     @property
     def attempted(self) -> int:
@@ -97,7 +102,9 @@ class RateLimiter:
 
 
 def template_for(issue: Issue, settings: Settings, *, subject_prefix: str = "") -> MessageTemplate:
-    """The issue's message, prepared once for this run."""
+    """The issue's message, prepared once for this run (DKIM-signed when a key is set)."""
+    from digest.dkim import signer_for
+
     subject = subject_prefix + (issue.content.get("subject") or issue.subject)
     return MessageTemplate(
         RenderedIssue(html=issue.html, text=issue.text),
@@ -105,11 +112,20 @@ def template_for(issue: Issue, settings: Settings, *, subject_prefix: str = "") 
         issue_key=issue.key,
         subject=subject,
         date=utcnow(),
+        signer=signer_for(settings),
     )
 
 
 class Sender:
-    """Delivers what the ledger says is owed for one issue."""
+    """Delivers what the ledger owes for one issue, alongside any other senders.
+
+    Rows are claimed in batches under a lease (digest.claims) that a heartbeat
+    renews, so any number of Senders in any number of processes work on one issue
+    without sending anyone a second copy; each writes only outcomes of rows it
+    still holds. With `wait_for_retries` it stays until nothing is owed (waiting
+    for deferred rows and for other senders); whoever sees nothing owed at the end
+    marks the issue sent.
+    """
 
     def __init__(
         self,
@@ -120,23 +136,30 @@ class Sender:
         *,
         on_progress: Callable[[SendReport], None] | None = None,
         stop: asyncio.Event | None = None,
-        batch_size: int = 500,
+        batch_size: int | None = None,
         wait_for_retries: bool = True,
+        presence: Presence | None = None,
     ) -> None:
+        """`presence`: the long-lived identity of a `digest worker`; by default the
+        Sender registers itself as a `send` for the duration of `run`."""
         self.engine = engine
         self.settings = settings
         self.issue = issue
         self.transport = transport
         self.on_progress = on_progress
         self.stop = stop or asyncio.Event()
-        self.batch_size = batch_size
+        self.batch_size = batch_size or settings.worker_batch_size
         self.wait_for_retries = wait_for_retries
+        self.presence = presence or Presence.here("send")
+        self._own_presence = presence is None
         self.report = SendReport(issue.key, transport.describe())
         self.template = template_for(issue, settings)
         self._secret = settings.secret()
         self._list_id = settings.effective_list_id
         self._limiter = RateLimiter(settings.rate_limit)
         self._results: list[tuple[ledger.Row, Result | str]] = []
+        self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
+        self._batches = 0
         self._fatal: BaseException | None = None
         self._closing = False
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
@@ -144,17 +167,17 @@ class Sender:
     # -- database, on one thread so the event loop never blocks on it ---------
 
     async def _in_db(self, fn: Callable[[Session], T]) -> T:
-        def run() -> T:
-            with session_scope(self.engine) as session:
-                return fn(session)
-
-        return await asyncio.get_running_loop().run_in_executor(self._db, run)
+        """Run `fn` in a transaction, retried through lost connections (digest.dbretry)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._db, lambda: dbretry.retrying(self.engine, fn)
+        )
 
     async def _flush(self) -> None:
         if not self._results:
             return
         batch, self._results = self._results, []
         s = self.settings
+        stamp = utcnow()
         counts = await self._in_db(
             lambda session: ledger.record(
                 session,
@@ -163,8 +186,15 @@ class Sender:
                 backoff_base=s.retry_backoff,
                 backoff_cap=s.retry_backoff_max,
                 bounce_threshold=s.bounce_threshold,
+                stamp=stamp,
             )
         )
+        for row, _ in batch:
+            left = self._held.get(row.token, 0) - 1
+            if left > 0:
+                self._held[row.token] = left
+            else:
+                self._held.pop(row.token, None)
         for k, n in counts.items():
             self.report.run[k] += n
         if self.on_progress:
@@ -174,7 +204,31 @@ class Sender:
         # Never cancelled mid-write: a lost batch would mean resending on resume.
         while not self._closing:
             await asyncio.sleep(0.1)
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception as exc:  # the database is gone for good: stop sending
+                self._fail(exc)
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        """Stop the run because of `exc`: in-flight messages finish, the rest stays owed."""
+        if self._fatal is None:
+            self._fatal = exc
+        self.stop.set()
+
+    async def _heartbeat(self) -> None:
+        """Renew our leases and presence; a missed beat is retried at the next one."""
+        while True:
+            await asyncio.sleep(self.settings.effective_heartbeat)
+            beat = partial(self._beat, list(self._held), self.report.run[SENT_OK])
+            try:
+                await self._in_db(beat)
+            except Exception as exc:  # the run goes on; our leases may lapse meanwhile
+                log.warning("heartbeat failed: %s", exc)
+
+    def _beat(self, tokens: list[str], sent: int, session: Session) -> None:
+        claims.extend(session, tokens, self.settings.lease_seconds)
+        self.presence.beat(session, self.issue.id, sent)
 
     # -- workers -------------------------------------------------------------
 
@@ -183,37 +237,49 @@ class Sender:
             row = await queue.get()
             try:
                 if self.stop.is_set():
-                    continue
+                    continue  # left owed; its claim is released at the end
                 if row.status != CONFIRMED:
                     self._results.append((row, f"skipped: subscriber is {row.status}"))
                     continue
+                # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
+                utf8 = needs_smtputf8(row.email)
+                try:
+                    wire = row.email if utf8 else ascii_address(row.email)
+                except ValueError as exc:
+                    self._results.append((row, Result(Outcome.FAILED, None, f"bad address: {exc}")))
+                    continue
                 await self._limiter.wait()
                 token = make_token(self._secret, "unsubscribe", row.subscriber_id, self._list_id)
-                data = self.template.build(Recipient(row.subscriber_id, row.email, row.name, token))
-                message = Outbound(
-                    self.settings.envelope_from, row.email, data, smtputf8=not row.email.isascii()
-                )
+                data = self.template.build(Recipient(row.subscriber_id, wire, row.name, token))
+                message = Outbound(self.settings.envelope_from, wire, data, smtputf8=utf8)
                 result = await self.transport.send(message)
                 # Append after the await: _flush may have swapped the list meanwhile.
                 self._results.append((row, result))
                 if len(self._results) >= self.batch_size:
                     await self._flush()
             except Exception as exc:  # the transport is unusable: stop, keep rows owed
-                if self._fatal is None:
-                    self._fatal = exc
-                self.stop.set()
+                self._fail(exc)
             finally:
                 queue.task_done()
 
     async def run(self) -> SendReport:
         """Send until nothing is owed (or stopped); returns the report."""
+        try:
+            await self._in_db(self._arrive)
+        except BaseException:
+            self._db.shutdown(wait=True)
+            raise
         queue: asyncio.Queue[ledger.Row] = asyncio.Queue(maxsize=self.settings.concurrency * 4)
         workers = [
             asyncio.create_task(self._worker(queue)) for _ in range(self.settings.concurrency)
         ]
         recorder = asyncio.create_task(self._recorder())
+        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._passes(queue)
+        except BaseException:
+            self.stop.set()  # in-flight messages finish; nothing new starts
+            raise
         finally:
             await queue.join()  # every worker is now idle at queue.get()
             for task in workers:
@@ -221,41 +287,70 @@ class Sender:
             await asyncio.gather(*workers, return_exceptions=True)
             self._closing = True
             await recorder
-            await self._flush()
-            await self._finish()
-            self._db.shutdown(wait=True)
+            try:
+                await self._flush()
+                await self._in_db(self._depart)
+                await self._finish()
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+                self._db.shutdown(wait=True)
         if self._fatal is not None:
             raise self._fatal
         return self.report
 
+    def _arrive(self, session: Session) -> None:
+        if self._own_presence:
+            self.presence.join(session, self.issue.id)
+        reap(session, self.presence, self.settings.lease_seconds)
+
+    def _depart(self, session: Session) -> None:
+        claims.release(session, list(self._held))
+        self._held.clear()
+        if self._own_presence:
+            self.presence.leave(session)
+
+    async def _claim(self) -> list[ledger.Row]:
+        self._batches += 1
+        token = self.presence.token(self._batches)
+        issue_id, size, lease = self.issue.id, self.batch_size, self.settings.lease_seconds
+        rows = await self._in_db(lambda s: claims.claim(s, issue_id, token, size, lease))
+        if rows:
+            self._held[token] = len(rows)
+            self.report.claimed += len(rows)
+        return rows
+
     async def _passes(self, queue: asyncio.Queue[ledger.Row]) -> None:
         issue_id = self.issue.id
         while not self.stop.is_set():
-            after = 0
             while not self.stop.is_set():
-                batch = await self._in_db(
-                    lambda s, a=after: ledger.owed_batch(s, issue_id, a, self.batch_size)
-                )
+                batch = await self._claim()
                 if not batch:
                     break
                 for row in batch:
                     if self.stop.is_set():
                         break
                     await queue.put(row)
-                after = batch[-1].id
             await queue.join()
             await self._flush()
             if self.stop.is_set() or not self.wait_for_retries:
                 return
-            owed, due = await self._in_db(lambda s: ledger.next_due(s, issue_id))
-            if not owed:
+
+            def look(session: Session) -> claims.Outlook:
+                reap(session, self.presence, self.settings.lease_seconds)
+                return claims.outlook(session, issue_id)
+
+            outlook = await self._in_db(look)
+            if not outlook.owed:
                 return
-            delay = max(0.0, (due - utcnow()).total_seconds()) if due else 0.05
-            self.report.waiting_until = due
+            delay = outlook.wait(self.settings.worker_poll_seconds)
+            if not delay:
+                continue
+            self.report.waiting_until = None if outlook.held else outlook.next_at
             if self.on_progress:
                 self.on_progress(self.report)
             try:
-                await asyncio.wait_for(self.stop.wait(), timeout=max(delay, 0.01))
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
             except TimeoutError:
                 pass
             self.report.waiting_until = None

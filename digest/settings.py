@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(30.0, gt=0)
     smtp_tls_verify: bool = True
     smtp_messages_per_connection: int = Field(0, ge=0)
+    #: ESMTP PIPELINING where the server offers it; false only for a relay that mishandles it.
+    smtp_pipelining: bool = True
     outbox_dir: Path = Path("outbox")
 
     from_: str = Field("The Weekly Digest <digest@localhost>", alias="DIGEST_FROM")
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
     schedule: str = "0 9 * * fri"
     misfire_grace: float = Field(6 * 3600, ge=0)
     alert_email: str | None = None
+    #: Second within the minute the schedule fires at (cron-style field; for tests).
+    schedule_second: str = "0"
+    #: A scheduler that stops renewing its leadership for this long is replaced by a standby.
+    scheduler_lease: float = Field(60.0, ge=1)
+    #: After a send broke off (SMTP unreachable...), the scheduler tries again this often.
+    scheduler_retry: float = Field(300.0, ge=1)
 
     concurrency: int = Field(10, ge=1, le=1000)
     rate_limit: float = Field(0, ge=0)
@@ -74,10 +82,30 @@ class Settings(BaseSettings):
     retry_backoff: float = Field(30.0, ge=0)
     retry_backoff_max: float = Field(3600.0, ge=0)
     bounce_threshold: int = Field(2, ge=1)
+    #: Several senders on one database (digest.claims): a claimed batch whose sender
+    #: stopped renewing it for this long is taken over by another sender.
+    lease_seconds: float = Field(60.0, gt=0, le=86400)
+    #: How often a sender renews its leases (capped at a third of the lease).
+    heartbeat_seconds: float = Field(10.0, gt=0)
+    #: How often an idle `digest worker` (or a send waiting for others) looks for work.
+    worker_poll_seconds: float = Field(2.0, gt=0, le=3600)
+    #: Deliveries claimed at a time by one sender.
+    worker_batch_size: int = Field(200, ge=1, le=100_000)
 
     dkim_domain: str | None = None
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
+    #: Where DSNs and abuse reports arrive: maildir:/path or imaps://user:pass@host/INBOX.
+    bounce_mailbox: SecretStr | None = None
+    #: Soft bounces (4.x.x DSNs) a subscriber may collect before being marked bounced.
+    soft_bounce_threshold: int = Field(3, ge=1)
+    #: Command for preflight's offline spam score; "off" skips it.
+    spamassassin: str = "spamassassin"
+
+    #: `digest serve` also runs the weekly scheduler in-process (one-process deployments).
+    serve_scheduler: bool = False
+    #: Proxies whose X-Forwarded-For/-Proto `digest serve` trusts (comma-separated, or *).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # -- validators ---------------------------------------------------------
 
@@ -199,6 +227,11 @@ class Settings(BaseSettings):
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgres")
+
+    @property
+    def effective_heartbeat(self) -> float:
+        """Renew leases often enough that one late beat never loses them."""
+        return min(self.heartbeat_seconds, self.lease_seconds / 3)
 
     def secret(self) -> bytes:
         """The signing key; a missing key is an error outside the demo."""

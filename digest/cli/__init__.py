@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import typer
 
+from digest.cli import bounces as _bounces  # noqa: F401 - registers commands
 from digest.cli import build as _build  # noqa: F401 - registers commands
 from digest.cli import demo as _demo  # noqa: F401
+from digest.cli import dkim as _dkim  # noqa: F401
+from digest.cli import schedule as _schedule  # noqa: F401
 from digest.cli import send as _send  # noqa: F401
+from digest.cli import serve as _serve  # noqa: F401 - serve, editors
+from digest.cli import worker as _worker  # noqa: F401
 from digest.cli.app import app
 from digest.cli.picks import picks_app
 from digest.cli.subscribers import subscribers_app
@@ -29,11 +35,17 @@ def main() -> None:
     try:
         app()
     except DigestError as exc:
-        print(f"digest: error: {exc}", file=sys.stderr)
+        print(f"digest: error: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("digest: interrupted", file=sys.stderr)
         sys.exit(130)
 
 
-__all__ = ["app", "main", "typer"]
+def one_line(message: str) -> str:
+    """Control characters from user input (CR/LF, terminal escapes) shown escaped, so an
+    error is always one line and cannot rewrite the operator's terminal."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], message)
+
+
+__all__ = ["app", "main", "one_line", "typer"]

@@ -41,7 +41,7 @@ def build(
     console.print(f"Built issue {row.key}: {n} stories, subject {row.content['subject']!r}")
     console.print(f"  {paths.html}\n  {paths.text}\n  {paths.eml}")
     for line in report.lines():
-        console.print(line)
+        console.print(line, markup=False)
     if not report.ok:
         raise typer.Exit(3)
 

@@ -15,8 +15,8 @@ from digest.db import get_engine
 from digest.settings import Settings, load_settings
 
 T = TypeVar("T")
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 @cache

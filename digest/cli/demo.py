@@ -80,7 +80,7 @@ def demo() -> None:
         built = campaign.build(eng, s, key)
         paths = campaign.write_outputs(s, built, out)
         for line in preflight.check_issue(built, s).lines():
-            console.print(line)
+            console.print(line, markup=False)
         row = campaign.prepare_send(eng, s, key)
         transport = make_transport(s)
         result = asyncio.run(_run(eng, s, row, transport))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from digest import campaign, issues, ledger, preflight
+from digest import campaign, issues, ledger, preflight, presence
 from digest.cli.app import app
 from digest.cli.build import IssueOpt
 from digest.cli.common import console, engine, settings
@@ -61,7 +61,7 @@ def send(
     report = preflight.check_issue(row, s)
     if not report.ok and not force:
         for line in report.lines():
-            console.print(line)
+            console.print(line, markup=False)
         raise typer.Exit(3)
     transport = make_transport(s)
     result = asyncio.run(_run(eng, s, row, transport))
@@ -117,14 +117,15 @@ def _dry_run(key: str | None) -> None:
         owed = c["pending"] + c["deferred"]
         new = store.count(session).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
         report = preflight.check_issue(row, s)
+        issue_key, issue_status = row.key, row.status  # read before the rollback expires them
         session.rollback()  # a dry run changes nothing
-    console.print(f"Dry run for issue {row.key} ({row.status}); nothing will be sent.")
+    console.print(f"Dry run for issue {issue_key} ({issue_status}); nothing will be sent.")
     console.print(
         f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
     )
     console.print(f"  already sent: {c[SENT_OK]}, failed: {c['failed']}, skipped: {c['skipped']}")
     for line in report.lines():
-        console.print("  " + line)
+        console.print("  " + line, markup=False)
 
 
 def _status(key: str | None, recipient: str | None) -> None:
@@ -141,6 +142,7 @@ def _status(key: str | None, recipient: str | None) -> None:
             f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "
             f"deferred={c['deferred']} failed={c['failed']} skipped={c['skipped']}"
         )
+        console.print(presence.describe(session, s.lease_seconds))
         if recipient:
             _email, email_key = store.normalise_email(recipient)
             info = ledger.explain(session, row.id, email_key)

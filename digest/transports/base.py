@@ -23,12 +23,37 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # 5xx: permanent, stored with the reply
 
 
+class SMTPReady(bytes):
+    """Message bytes whose maker vouches they are SMTP-ready, so nobody scans them.
+
+    SMTP-ready: CRLF line endings only, no line starting with ".", a final CRLF.
+    Checking that costs ~0.2 ms per 60 KB message (as much as the rest of a
+    send); `MessageTemplate.build` returns this type because it checks its static
+    parts once per issue and builds the personal ones safe. Plain bytes are still
+    accepted everywhere; the SMTP transport checks (and repairs) those.
+    """
+
+    __slots__ = ()
+
+
+def is_smtp_ready(data: bytes) -> bool:
+    """CRLF line endings only, no line starting with ".", a final CRLF."""
+    crlf = data.count(b"\r\n")
+    return (
+        data.endswith(b"\r\n")
+        and data.count(b"\n") == crlf
+        and data.count(b"\r") == crlf
+        and not data.startswith(b".")
+        and b"\n." not in data
+    )
+
+
 @dataclass(slots=True)
 class Outbound:
     """One message for one recipient.
 
-    `data` is SMTP-ready: CRLF line endings and no line that starts with a dot,
-    so transports send it as it is.
+    `data` should be SMTP-ready: CRLF line endings and no line that starts with
+    a dot, so transports send it as it is (an `SMTPReady` is not even checked).
     """
 
     sender: str
@@ -80,4 +105,12 @@ class Transport(ABC):
         await self.close()
 
 
-__all__ = ["Outbound", "Outcome", "Result", "Transport", "TransportError"]
+__all__ = [
+    "Outbound",
+    "Outcome",
+    "Result",
+    "SMTPReady",
+    "Transport",
+    "TransportError",
+    "is_smtp_ready",
+]

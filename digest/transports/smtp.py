@@ -63,6 +63,7 @@ class SMTPTransport(Transport):
         connect_attempts: int = 3,
         connect_backoff: float = 0.25,
         local_hostname: str | None = None,
+        pipelining: bool = True,
     ) -> None:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -73,6 +74,8 @@ class SMTPTransport(Transport):
         self._timeout = timeout
         self._tls_context = make_tls_context(tls_verify) if security != "none" else None
         self._local_hostname = local_hostname
+        #: Pipeline MAIL/RCPT/DATA (RFC 2920) where the server offers it; read at connect.
+        self.pipelining = pipelining
         self._config: ConnectionConfig | None = None
         self.messages_per_connection = messages_per_connection
         self.pool_size = pool_size
@@ -82,10 +85,13 @@ class SMTPTransport(Transport):
         self._cap = pool_size
         self._idle: list[SMTPConnection] = []
         self._count = 0  # connections alive or being opened
+        self._waiting = 0  # tasks waiting in _acquire for a connection
         self._cond = asyncio.Condition()
         self._closed = False
         #: Connections successfully opened over the transport's life.
         self.connections_opened = 0
+        #: Of those, the ones that pipeline MAIL/RCPT/DATA (the server offers PIPELINING).
+        self.pipelined_connections = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, concurrency: int | None = None) -> SMTPTransport:
@@ -102,6 +108,7 @@ class SMTPTransport(Transport):
             tls_verify=settings.smtp_tls_verify,
             messages_per_connection=settings.smtp_messages_per_connection,
             pool_size=concurrency or settings.concurrency,
+            pipelining=settings.smtp_pipelining,
         )
 
     def describe(self) -> str:
@@ -151,6 +158,13 @@ class SMTPTransport(Transport):
 
     async def _acquire(self) -> SMTPConnection:
         """An idle live connection, a new one if the pool has room, or wait for one."""
+        # Fast path, without the lock: nothing here awaits, so nothing can interleave.
+        while self._idle and not self._closed:
+            conn = self._idle.pop()
+            if conn.usable:
+                return conn
+            self._count -= 1
+            conn.abort()
         while True:
             async with self._cond:
                 while True:
@@ -165,7 +179,11 @@ class SMTPTransport(Transport):
                     if self._count < self._cap:
                         self._count += 1
                         break
-                    await self._cond.wait()
+                    self._waiting += 1
+                    try:
+                        await self._cond.wait()
+                    finally:
+                        self._waiting -= 1
             try:
                 conn = await self._connect()
             except BaseException as exc:
@@ -211,6 +229,7 @@ class SMTPTransport(Transport):
                 delay *= 2
             else:
                 self.connections_opened += 1
+                self.pipelined_connections += conn.pipelining
                 return conn
         raise AssertionError("unreachable")
 
@@ -218,6 +237,9 @@ class SMTPTransport(Transport):
         """Back to the idle list, or retire it (broken, used up, or pool closed)."""
         limit = self.messages_per_connection
         used_up = bool(limit) and conn.transactions >= limit
+        if not self._waiting and conn.usable and not used_up and not self._closed:
+            self._idle.append(conn)  # nobody to wake: no need for the lock
+            return
         async with self._cond:
             if conn.usable and not used_up and not self._closed:
                 self._idle.append(conn)
@@ -242,6 +264,7 @@ class SMTPTransport(Transport):
                 username=self._username,
                 password=self._password,
                 tls_context=self._tls_context,
+                pipelining=self.pipelining,
             )
         return self._config
 

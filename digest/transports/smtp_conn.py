@@ -1,23 +1,20 @@
 """One SMTP connection: the handshake (TLS, AUTH) and one transaction at a time.
 
 The pool in `digest.transports.smtp` owns many of these and never lets two tasks
-use the same one at once. aiosmtplib does the socket and reply parsing; this
-module decides what each reply means for the message (sent, deferred, failed)
-and keeps the connection clean (RSET, or drop it) for the next message.
+use the same one at once. aiosmtplib does the connecting, the handshake and the
+reply parsing; this module decides what each reply means for the message (sent,
+deferred, failed) and keeps the connection clean (RSET, or drop it) for the next.
 
-A transaction runs MAIL, RCPT and DATA one reply at a time. A pipelined fast path
-(RFC 2920) would replace `SMTPConnection.deliver` only: it has the same inputs and
-must return the same `Result`s.
+When the server advertises PIPELINING, a transaction is two round trips instead
+of four (see `smtp_pipeline`); otherwise MAIL, RCPT and DATA go one reply at a
+time. Both paths map replies to the same `Result`s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 import re
-import socket
 import ssl
 from dataclasses import dataclass
 from itertools import count
@@ -28,7 +25,9 @@ from aiosmtplib.protocol import normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
 from pydantic import SecretStr
 
-from digest.transports.base import Outbound, Outcome, Result
+from digest.transports.base import Outbound, Outcome, Result, SMTPReady
+from digest.transports.smtp_errors import ConnectFailure, classify_connect_error, error_reason
+from digest.transports.smtp_pipeline import ReplyStream, pipelined_transaction
 
 log = logging.getLogger("digest.transports.smtp")
 
@@ -37,6 +36,17 @@ Security = Literal["none", "starttls", "tls"]
 # Control characters, space and angle brackets cannot appear in a path we send.
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]")
 _serial = count(1)
+
+__all__ = [
+    "ConnectFailure",
+    "ConnectionConfig",
+    "SMTPConnection",
+    "Security",
+    "StaleConnection",
+    "envelope_problem",
+    "make_tls_context",
+    "prepare_payload",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +61,8 @@ class ConnectionConfig:
     username: str | None = None
     password: SecretStr | None = None
     tls_context: ssl.SSLContext | None = None
-
-
-class ConnectFailure(Exception):
-    """Opening a connection failed. `fatal`: retrying cannot help (bad login, bad TLS)."""
-
-    def __init__(self, reason: str, *, fatal: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.fatal = fatal
+    #: Use ESMTP PIPELINING when the server offers it.
+    pipelining: bool = True
 
 
 class StaleConnection(Exception):
@@ -81,10 +84,13 @@ def make_tls_context(verify: bool) -> ssl.SSLContext:
 def prepare_payload(data: bytes) -> bytes:
     """The DATA body as it goes on the wire, without the final ".\\r\\n".
 
-    `Outbound.data` is promised SMTP-ready, so normally this only checks: three
-    byte counts and one substring search, no copy. Anything else (bare LF or CR,
-    a line starting with ".") is repaired rather than sent broken.
+    An `SMTPReady` is vouched for by its maker and returned as it is. Other bytes
+    are checked (three byte counts and one substring search, no copy) and, if
+    they are not SMTP-ready (bare LF or CR, a line starting with "."), repaired
+    rather than sent broken.
     """
+    if type(data) is SMTPReady:
+        return data
     crlf = data.count(b"\r\n")
     if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
         data = normalize_message_line_endings(data)
@@ -107,71 +113,6 @@ def envelope_problem(message: Outbound) -> Result | None:
     return None
 
 
-def _find(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of `kind` in the cause/context chain, aiosmtplib's own skipped."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, kind) and not isinstance(exc, aiosmtplib.SMTPException):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve host name ({exc.strerror})"
-    if exc.errno and exc.errno in errno.errorcode:
-        return os.strerror(exc.errno)
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
-def classify_connect_error(exc: BaseException, timeout: float) -> ConnectFailure:
-    """One readable reason for a failed handshake, and whether a retry could help."""
-    cert = _find(exc, ssl.SSLCertVerificationError)
-    if isinstance(cert, ssl.SSLCertVerificationError):
-        detail = cert.verify_message or cert.reason or "verification failed"
-        return ConnectFailure(
-            f"TLS certificate not trusted ({detail}); install the CA or, for testing only, "
-            "set DIGEST_SMTP_TLS_VERIFY=false",
-            fatal=True,
-        )
-    tls = _find(exc, ssl.SSLError)
-    if isinstance(tls, ssl.SSLError):
-        return ConnectFailure(f"TLS handshake failed ({tls.reason or tls})", fatal=True)
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return ConnectFailure(
-            f"login rejected: {exc.code} {exc.message}".strip(), fatal=exc.code >= 500
-        )
-    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
-        return ConnectFailure(
-            f"server refused the session: {exc.code} {exc.message}".strip(),
-            fatal=exc.code >= 500,
-        )
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return ConnectFailure(f"{exc.code} {exc.message}".strip(), fatal=exc.code >= 500)
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return ConnectFailure(f"timed out after {timeout:g}s", fatal=False)
-    oserr = _find(exc, OSError)
-    if isinstance(oserr, OSError):
-        return ConnectFailure(_os_reason(oserr), fatal=False)
-    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
-        return ConnectFailure("server closed the connection during the handshake", fatal=False)
-    if isinstance(exc, aiosmtplib.SMTPConnectError):
-        return ConnectFailure(str(exc), fatal=False)
-    if isinstance(exc, aiosmtplib.SMTPException):
-        return ConnectFailure(str(exc), fatal=True)
-    return ConnectFailure(f"{type(exc).__name__}: {exc}", fatal=False)
-
-
-def _error_reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "timed out waiting for the server"
-    if isinstance(exc, ConnectionError):
-        return "connection lost"
-    return str(exc) or type(exc).__name__
-
-
 class SMTPConnection:
     """A connected, greeted (and maybe TLS-wrapped, logged-in) SMTP session."""
 
@@ -182,6 +123,8 @@ class SMTPConnection:
         self.transactions = 0
         #: Set while a transaction is open and when the connection is unusable.
         self.broken = False
+        #: Set after the handshake when the server offers PIPELINING (and it is wanted).
+        self._stream: ReplyStream | None = None
         self._smtp = aiosmtplib.SMTP(
             hostname=config.host,
             port=config.port,
@@ -194,7 +137,18 @@ class SMTPConnection:
 
     @property
     def usable(self) -> bool:
-        return not self.broken and self._smtp.is_connected
+        return not self.broken and self.connected
+
+    @property
+    def connected(self) -> bool:
+        if self._stream is not None and self._stream.lost is not None:
+            return False
+        return self._smtp.is_connected
+
+    @property
+    def pipelining(self) -> bool:
+        """Transactions on this connection are pipelined (RFC 2920)."""
+        return self._stream is not None
 
     def supports(self, extension: str) -> bool:
         return self._smtp.supports_extension(extension)
@@ -213,8 +167,17 @@ class SMTPConnection:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             raise self._scrub(classify_connect_error(exc, self.config.timeout)) from None
+        protocol = self._smtp.protocol
+        if self.config.pipelining and self.supports("pipelining") and protocol is not None:
+            transport = protocol.transport
+            if isinstance(transport, asyncio.Transport):
+                self._stream = ReplyStream(transport, protocol)
         log.debug(
-            "smtp connection #%d to %s:%d ready", self.serial, self.config.host, self.config.port
+            "smtp connection #%d to %s:%d ready%s",
+            self.serial,
+            self.config.host,
+            self.config.port,
+            " (pipelining)" if self._stream else "",
         )
 
     async def _handshake(self) -> None:
@@ -261,8 +224,7 @@ class SMTPConnection:
         Raises StaleConnection only when a reused connection is found dead at MAIL,
         before the server could have accepted anything.
         """
-        smtp, timeout = self._smtp, self.config.timeout
-        reused = self.transactions > 0
+        smtp = self._smtp
         need_utf8 = message.smtputf8 or not (message.sender + message.recipient).isascii()
         options: list[bytes] = []
         if need_utf8:
@@ -278,8 +240,12 @@ class SMTPConnection:
         sender = b"FROM:<" + message.sender.encode(encoding) + b">"
         recipient = b"TO:<" + message.recipient.encode(encoding) + b">"
 
+        reused = self.transactions > 0
         self.transactions += 1
         self.broken = True  # until the transaction ends cleanly; covers cancellation
+        if self._stream is not None:
+            return await self._pipelined(message, sender, recipient, options, payload, reused)
+        timeout = self.config.timeout
         stage = "MAIL"
         try:
             reply = await smtp.execute_command(b"MAIL", sender, *options, timeout=timeout)
@@ -296,22 +262,33 @@ class SMTPConnection:
             stage = "END"
             reply = await self._send_body(payload)
         except (OSError, aiosmtplib.SMTPException) as exc:
-            self.abort()
-            reason = _error_reason(exc)
-            if stage == "MAIL" and reused and isinstance(exc, ConnectionError):
-                raise StaleConnection(reason) from exc
-            if stage == "END":
-                # The final "." may have reached the server: it might have accepted
-                # the message. Resending here is the one way to make a duplicate, so
-                # the caller decides (it retries later, knowingly).
-                reason += " after the message was sent; the server may have accepted it"
-            else:
-                reason += f" at {stage}"
-            log.info(
-                "smtp #%d: %s -> %s: %s", self.serial, message.sender, message.recipient, reason
-            )
-            return Result(Outcome.DEFERRED, None, reason)
+            return self._lost(message, exc, stage, reused)
         return self._finished(reply)
+
+    async def _pipelined(
+        self,
+        message: Outbound,
+        sender: bytes,
+        recipient: bytes,
+        options: list[bytes],
+        payload: bytes,
+        reused: bool,
+    ) -> Result:
+        """The same transaction in two round trips (RFC 2920)."""
+        assert self._stream is not None
+        mail = b" ".join([b"MAIL", sender, *options])
+        envelope = mail + b"\r\nRCPT " + recipient + b"\r\nDATA\r\n"
+        done = await pipelined_transaction(self._stream, envelope, payload, self.config.timeout)
+        if done.refused is not None:
+            reply, stage = done.refused
+            if done.drop:
+                self.abort()
+                return _result(reply, recipient_rejected=stage == "RCPT" and reply.code >= 500)
+            return await self._refused(reply, stage)
+        if done.error is not None:
+            return self._lost(message, done.error, done.stage, reused)
+        assert done.final is not None
+        return self._finished(done.final)
 
     async def _send_body(self, payload: bytes) -> SMTPResponse:
         """Write the ready body as-is: no per-message regex pass, no dot-stuffing copy."""
@@ -323,6 +300,22 @@ class SMTPConnection:
         # No await between the writes and read_response: the reply cannot arrive
         # before the protocol is told one is expected.
         return await protocol.read_response(timeout=self.config.timeout)
+
+    def _lost(self, message: Outbound, exc: BaseException, stage: str, reused: bool) -> Result:
+        """The connection failed mid-transaction: drop it and say what may have happened."""
+        self.abort()
+        reason = error_reason(exc)
+        if stage == "MAIL" and reused and isinstance(exc, ConnectionError):
+            raise StaleConnection(reason) from exc
+        if stage == "END":
+            # The final "." may have reached the server: it might have accepted
+            # the message. Resending here is the one way to make a duplicate, so
+            # the caller decides (it retries later, knowingly).
+            reason += " after the message was sent; the server may have accepted it"
+        else:
+            reason += f" at {stage}"
+        log.info("smtp #%d: %s -> %s: %s", self.serial, message.sender, message.recipient, reason)
+        return Result(Outcome.DEFERRED, None, reason)
 
     def _finished(self, reply: SMTPResponse) -> Result:
         """The server's answer to the final ".": the transaction is over either way."""
@@ -336,7 +329,7 @@ class SMTPConnection:
 
     async def _refused(self, reply: SMTPResponse, stage: str) -> Result:
         """A non-success reply mid-transaction: RSET (or drop on 421) and map it."""
-        if reply.code == 421 or not self._smtp.is_connected:
+        if reply.code == 421 or not self.connected:
             self.abort()
         else:
             await self._reset()
@@ -344,7 +337,7 @@ class SMTPConnection:
 
     async def _reset(self) -> None:
         try:
-            reply = await self._smtp.execute_command(b"RSET", timeout=self.config.timeout)
+            reply = await self._command(b"RSET")
         except (OSError, aiosmtplib.SMTPException):
             self.abort()
             return
@@ -353,20 +346,31 @@ class SMTPConnection:
         else:
             self.abort()
 
+    async def _command(self, verb: bytes) -> SMTPResponse:
+        timeout = self.config.timeout
+        if self._stream is not None:
+            return await self._stream.command(verb + b"\r\n", timeout)
+        return await self._smtp.execute_command(verb, timeout=timeout)
+
     # -- tearing down -------------------------------------------------------
 
     def abort(self) -> None:
         """Drop the connection without a goodbye."""
         self.broken = True
         self._smtp.close()
+        if self._stream is not None:
+            self._stream.close()
 
     async def quit(self, timeout: float) -> None:
         """QUIT politely, briefly; never raises."""
         try:
-            if self._smtp.is_connected:
-                await asyncio.wait_for(self._smtp.quit(timeout=timeout), timeout)
+            if self.connected:
+                if self._stream is not None:
+                    await self._stream.command(b"QUIT\r\n", timeout)
+                else:
+                    await asyncio.wait_for(self._smtp.quit(timeout=timeout), timeout)
         except (OSError, aiosmtplib.SMTPException) as exc:  # timeouts are OSErrors too
-            log.debug("smtp #%d: QUIT failed (%s); dropping", self.serial, _error_reason(exc))
+            log.debug("smtp #%d: QUIT failed (%s); dropping", self.serial, error_reason(exc))
         finally:
             self.abort()
 

@@ -1,0 +1,283 @@
+"""The subscribers' pages over real HTTP: sign-up, confirm, and one-click unsubscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import dkim as dkimpy
+import httpx
+import pytest
+from sqlalchemy import update
+
+from digest import campaign, dkimkeys, issues
+from digest.db import session_scope, utcnow
+from digest.picks import add_pick, validate_pick
+from digest.sender import Sender
+from digest.settings import Settings
+from digest.transports import make_transport
+from subscribers import store
+from subscribers.model import COMPLAINED, CONFIRMED, PENDING, UNSUBSCRIBED, Subscriber
+from subscribers.tokens import make_token
+from tests.samples import sample_pick
+from tests.webtools import LiveServer, csrf_of, parse, text_part, unsubscribe_url, wait_for
+
+pytestmark = pytest.mark.db
+
+
+def add_picks(srv: LiveServer, first: int, n: int) -> None:
+    with session_scope(srv.engine) as s:
+        for i in range(first, first + n):
+            pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
+            add_pick(s, validate_pick(pick, srv.settings.sections))
+
+
+def send_issue(srv: LiveServer, settings: Settings, key: str) -> None:
+    issue = campaign.prepare_send(srv.engine, settings, key)
+
+    async def go() -> None:
+        async with make_transport(settings) as transport:
+            report = await Sender(srv.engine, settings, issue, transport).run()
+            assert report.finished
+
+    asyncio.run(go())
+
+
+def status_of(srv: LiveServer, email: str) -> str:
+    with session_scope(srv.engine) as s:
+        return store.get_by_email(s, email).status
+
+
+def sign_up(client: httpx.Client, email: str, *, consent: bool = True, **headers: str):
+    page = client.get("/subscribe")
+    data = {"csrf": csrf_of(page.text), "name": "A Reader", "email": email}
+    if consent:
+        data["consent"] = "yes"
+    return client.post("/subscribe", data=data, headers=headers)
+
+
+def outbox(workdir: Path) -> list[bytes]:
+    folder = workdir / "outbox" / "new"
+    return [f.read_bytes() for f in sorted(folder.iterdir())] if folder.exists() else []
+
+
+def confirm_link(data: bytes) -> str:
+    return re.search(r"(http://\S+/confirm/\S+)", text_part(parse(data))).group(1)
+
+
+def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
+    smtp_server, serve_web
+) -> None:
+    srv = serve_web()
+    settings = srv.settings
+    readers = [f"reader{i}@example.com" for i in range(4)]
+    with session_scope(srv.engine) as s:
+        for r in readers:
+            store.add(s, r, "Reader", status=CONFIRMED)
+    add_picks(srv, 0, 3)
+    this_week = issues.current_key(settings)
+    send_issue(srv, settings, this_week)
+    by_rcpt = {m.rcpt_tos[0]: parse(m.data) for m in smtp_server.messages}
+    assert sorted(by_rcpt) == readers
+
+    # Bare POSTs as a mail provider sends them: no cookie, no CSRF token, no login.
+    url = unsubscribe_url(by_rcpt[readers[0]])
+    assert url.startswith(srv.url + "/unsubscribe/")
+    one_click = {"List-Unsubscribe": "One-Click"}
+    r = httpx.post(url, data=one_click, timeout=30)
+    assert r.status_code == 200 and not r.history and "You are unsubscribed" in r.text
+    assert status_of(srv, readers[0]) == UNSUBSCRIBED
+    again = httpx.post(url, data=one_click, timeout=30)  # idempotent
+    assert again.status_code == 200 and "You are unsubscribed" in again.text
+    multipart = httpx.post(
+        unsubscribe_url(by_rcpt[readers[1]]),
+        files={"List-Unsubscribe": (None, "One-Click")},
+        timeout=30,
+    )
+    assert multipart.request.headers["content-type"].startswith("multipart/form-data")
+    assert multipart.status_code == 200
+    assert status_of(srv, readers[1]) == UNSUBSCRIBED
+    assert status_of(srv, readers[2]) == CONFIRMED
+
+    smtp_server.handler.messages.clear()
+    add_picks(srv, 3, 2)
+    next_week = issues.week_key(utcnow() + timedelta(days=7), settings)
+    send_issue(srv, settings, next_week)
+    assert sorted(smtp_server.handler.recipients()) == readers[2:]
+
+
+def test_unsubscribe_page_asks_first_and_bad_tokens_change_nothing(serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        sid = store.add(s, "kept@example.com", status=CONFIRMED).id
+    secret, list_id = srv.settings.secret(), srv.settings.effective_list_id
+    token = make_token(secret, "unsubscribe", sid, list_id)
+    with srv.client() as c:
+        page = c.get(f"/unsubscribe/{token}")
+        assert page.status_code == 200
+        assert 'method="post"' in page.text and "k•••@example.com" in page.text
+        assert status_of(srv, "kept@example.com") == CONFIRMED  # GET changes nothing
+        garbled = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        forged_other_purpose = make_token(secret, "confirm", sid, list_id)
+        forged_other_list = make_token(secret, "unsubscribe", sid, "other.list")
+        for bad in (garbled, forged_other_purpose, forged_other_list, "x" * 200, "%00", "1"):
+            for method in ("GET", "POST"):
+                r = c.request(method, f"/unsubscribe/{bad}", data={"List-Unsubscribe": "One-Click"})
+                assert r.status_code == 400, (bad, method)
+                assert "This link does not work" in r.text
+    assert status_of(srv, "kept@example.com") == CONFIRMED
+
+
+def test_sign_up_answers_the_same_whether_or_not_the_address_is_known(workdir, serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        store.add(s, "pending@example.com", status=PENDING)
+        store.add(s, "member@example.com", status=CONFIRMED)
+        store.add(s, "left@example.com", status=CONFIRMED)
+        store.remove(s, "left@example.com")
+        sid = store.add(s, "angry@example.com", status=CONFIRMED).id
+        store.set_status(s, sid, COMPLAINED, "abuse report")
+    addresses = [
+        "new@example.com",
+        "pending@example.com",
+        "member@example.com",
+        "left@example.com",
+        "angry@example.com",
+    ]
+    bodies = set()
+    with srv.client() as c:
+        for address in addresses:
+            r = sign_up(c, address)
+            assert r.status_code == 200
+            bodies.add(r.text.replace(address, "ADDRESS"))
+    assert len(bodies) == 1
+    # Mail goes out after the answer; only the new, pending and unsubscribed addresses get it.
+    wait_for(lambda: len(outbox(workdir)) >= 3, what="three confirmation emails")
+    time.sleep(0.3)
+    got = sorted(parse(m)["To"].addresses[0].addr_spec for m in outbox(workdir))
+    assert got == ["left@example.com", "new@example.com", "pending@example.com"]
+    assert status_of(srv, "member@example.com") == CONFIRMED
+    assert status_of(srv, "angry@example.com") == COMPLAINED
+    assert status_of(srv, "new@example.com") == PENDING
+    with session_scope(srv.engine) as s:  # the form never renames a known reader
+        assert store.get_by_email(s, "member@example.com").name == ""
+
+
+def test_sign_up_checks_consent_address_and_form_token(workdir, serve_web) -> None:
+    srv = serve_web()
+    with srv.client() as c:
+        r = sign_up(c, "reader@example.com", consent=False)
+        assert r.status_code == 400 and "privacy policy" in r.text
+        r = sign_up(c, "not-an-address")
+        assert r.status_code == 400 and "Email address" in r.text
+        assert 'aria-invalid="true"' in r.text
+        # A sign-up box on another site posts without our token: one more click here.
+        r = c.post(
+            "/subscribe",
+            data={"name": "X", "email": "crossed@example.com", "consent": "yes"},
+        )
+        assert r.status_code == 403
+        assert 'value="crossed@example.com"' in r.text and 'name="csrf"' in r.text
+    with session_scope(srv.engine) as s:
+        assert store.count(s)[PENDING] == 0
+    assert outbox(workdir) == []
+
+
+def test_sign_ups_are_limited_per_client_and_per_address(workdir, serve_web) -> None:
+    srv = serve_web()
+    with srv.client() as c:
+        client_a = {"x-forwarded-for": "203.0.113.5"}
+        for i in range(10):
+            assert sign_up(c, f"a{i}@example.com", **client_a).status_code == 200
+        limited = sign_up(c, "a10@example.com", **client_a)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) > 0
+        assert "Too many sign-ups" in limited.text
+        # Another client is not affected; one address gets at most three emails a day.
+        for i in range(5):
+            r = sign_up(c, "same@example.com", **{"x-forwarded-for": f"198.51.100.{i}"})
+            assert r.status_code == 200
+    with session_scope(srv.engine) as s:
+        assert store.get_by_email(s, "a10@example.com") is None
+    wait_for(lambda: len(outbox(workdir)) >= 13, what="13 confirmation emails")
+    time.sleep(0.3)
+    to_same = [m for m in outbox(workdir) if b"same@example.com" in m]
+    assert len(to_same) == 3
+
+
+def test_confirm_links(workdir, serve_web) -> None:
+    srv = serve_web()
+    secret, list_id = srv.settings.secret(), srv.settings.effective_list_id
+    with srv.client() as c:
+        assert sign_up(c, "ivan@example.com").status_code == 200
+        data = wait_for(lambda: outbox(workdir), what="the confirmation email")[0]
+        link = confirm_link(data)
+        path = link.removeprefix(srv.url)
+        assert c.get(path).status_code == 200
+        assert status_of(srv, "ivan@example.com") == PENDING
+        done = c.post(path)  # no CSRF token needed: the link itself is the proof
+        assert done.status_code == 200 and "You are subscribed" in done.text
+        assert status_of(srv, "ivan@example.com") == CONFIRMED
+        assert "already subscribed" in c.get(path).text
+        assert c.post(path).status_code == 200
+
+        with session_scope(srv.engine) as s:
+            sid = store.get_by_email(s, "ivan@example.com").id
+        expired = make_token(
+            secret, "confirm", sid, list_id, issued_at=int(time.time()) - 8 * 86400
+        )
+        for bad in (expired, path.rsplit("/", 1)[1][:-3] + "abc", "nonsense"):
+            assert c.post(f"/confirm/{bad}").status_code == 400
+
+        # After unsubscribing, the old link no longer brings the reader back ...
+        with session_scope(srv.engine) as s:
+            store.remove(s, "ivan@example.com")
+            s.execute(
+                update(Subscriber)
+                .where(Subscriber.id == sid)
+                .values(status_changed_at=utcnow() - timedelta(days=1))
+            )
+        stale = make_token(secret, "confirm", sid, list_id, issued_at=int(time.time()) - 2 * 86400)
+        assert c.post(f"/confirm/{stale}").status_code == 400
+        assert status_of(srv, "ivan@example.com") == UNSUBSCRIBED
+        # ... but signing up again sends a fresh link that does.
+        assert sign_up(c, "ivan@example.com").status_code == 200
+        fresh = wait_for(lambda: outbox(workdir)[1:], what="the second confirmation")[0]
+        assert c.post(confirm_link(fresh).removeprefix(srv.url)).status_code == 200
+        assert status_of(srv, "ivan@example.com") == CONFIRMED
+
+
+def test_the_confirmation_email_unsubscribes_in_one_click(workdir, serve_web) -> None:
+    srv = serve_web()
+    with srv.client() as c:
+        assert sign_up(c, "maybe@example.com").status_code == 200
+    data = wait_for(lambda: outbox(workdir), what="the confirmation email")[0]
+    msg = parse(data)
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "mailto:" in str(msg["List-Unsubscribe"])
+    r = httpx.post(unsubscribe_url(msg), data={"List-Unsubscribe": "One-Click"}, timeout=30)
+    assert r.status_code == 200
+    assert status_of(srv, "maybe@example.com") == UNSUBSCRIBED
+    # The confirmation link sent before that no longer subscribes anyone.
+    assert httpx.post(confirm_link(data), timeout=30).status_code == 400
+    assert status_of(srv, "maybe@example.com") == UNSUBSCRIBED
+
+
+def test_the_confirmation_email_is_dkim_signed_when_a_key_is_set(workdir, serve_web) -> None:
+    key = dkimkeys.generate_key("ed25519")
+    dkimkeys.write_private_key(workdir / "dkim.key", key)
+    srv = serve_web(
+        DIGEST_DKIM_DOMAIN="news.example.com",
+        DIGEST_DKIM_SELECTOR="web",
+        DIGEST_DKIM_KEY_FILE=str(workdir / "dkim.key"),
+    )
+    with srv.client() as c:
+        assert sign_up(c, "signed@example.com").status_code == 200
+    data = wait_for(lambda: outbox(workdir), what="the confirmation email")[0]
+    signature = str(parse(data)["DKIM-Signature"])
+    assert "list-unsubscribe" in signature.lower() and "list-unsubscribe-post" in signature.lower()
+    record = dkimkeys.txt_value(key).encode()
+    assert dkimpy.verify(data, dnsfunc=lambda name, timeout=5: record)
