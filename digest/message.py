@@ -62,7 +62,8 @@ def encoded_words(name: str, text: str) -> bytes:
 
 
 def subject_header(subject: str) -> bytes:
-    if "=?" in subject:
+    # Non-ASCII too: the stdlib's folder can drop a space between encoded words.
+    if "=?" in subject or not subject.isascii():
         return b"Subject: " + encoded_words("Subject", subject) + b"\r\n"
     return fold_header("Subject", subject)
 

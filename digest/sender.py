@@ -158,6 +158,10 @@ class Sender:
         self._list_id = settings.effective_list_id
         self._limiter = RateLimiter(settings.rate_limit)
         self._results: list[tuple[ledger.Row, Result | str]] = []
+        #: Outcomes not yet committed (waiting or being written). Workers pause at
+        #: batch_size, which bounds what a crash can repeat to batch_size + concurrency.
+        self._unrecorded = 0
+        self._wake = asyncio.Event()
         self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
         self._batches = 0
         self._fatal: BaseException | None = None
@@ -176,6 +180,7 @@ class Sender:
         if not self._results:
             return
         batch, self._results = self._results, []
+        self._wake.clear()
         s = self.settings
         stamp = utcnow()
         counts = await self._in_db(
@@ -189,6 +194,7 @@ class Sender:
                 stamp=stamp,
             )
         )
+        self._unrecorded -= len(batch)
         for row, _ in batch:
             left = self._held.get(row.token, 0) - 1
             if left > 0:
@@ -203,7 +209,10 @@ class Sender:
     async def _recorder(self) -> None:
         # Never cancelled mid-write: a lost batch would mean resending on resume.
         while not self._closing:
-            await asyncio.sleep(0.1)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=0.1)
+            except TimeoutError:
+                pass
             try:
                 await self._flush()
             except Exception as exc:  # the database is gone for good: stop sending
@@ -232,31 +241,47 @@ class Sender:
 
     # -- workers -------------------------------------------------------------
 
+    def _add(self, row: ledger.Row, outcome: Result | str) -> None:
+        self._results.append((row, outcome))
+        self._unrecorded += 1
+        if self._unrecorded >= self.batch_size:
+            self._wake.set()
+
+    async def _room(self) -> None:
+        """Wait while a full batch of outcomes is not yet committed."""
+        while self._unrecorded >= self.batch_size and not self.stop.is_set():
+            self._wake.set()
+            await asyncio.sleep(0.002)
+
+    def _prepare(self, row: ledger.Row) -> Outbound | str | Result:
+        """The message for one row, or why it is not sent (never raises for bad data)."""
+        if row.status != CONFIRMED:
+            return f"skipped: subscriber is {row.status}"
+        # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
+        utf8 = needs_smtputf8(row.email)
+        try:
+            wire = row.email if utf8 else ascii_address(row.email)
+            token = make_token(self._secret, "unsubscribe", row.subscriber_id, self._list_id)
+            data = self.template.build(Recipient(row.subscriber_id, wire, row.name, token))
+        except (ValueError, UnicodeError) as exc:  # one bad row must not stop Friday's send
+            log.warning("cannot build message for subscriber %s: %s", row.subscriber_id, exc)
+            return Result(Outcome.FAILED, None, f"cannot build the message: {exc}"[:300])
+        return Outbound(self.settings.envelope_from, wire, data, smtputf8=utf8)
+
     async def _worker(self, queue: asyncio.Queue[ledger.Row]) -> None:
         while True:
             row = await queue.get()
             try:
+                await self._room()
                 if self.stop.is_set():
                     continue  # left owed; its claim is released at the end
-                if row.status != CONFIRMED:
-                    self._results.append((row, f"skipped: subscriber is {row.status}"))
-                    continue
-                # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
-                utf8 = needs_smtputf8(row.email)
-                try:
-                    wire = row.email if utf8 else ascii_address(row.email)
-                except ValueError as exc:
-                    self._results.append((row, Result(Outcome.FAILED, None, f"bad address: {exc}")))
+                prepared = self._prepare(row)
+                if not isinstance(prepared, Outbound):
+                    self._add(row, prepared)
                     continue
                 await self._limiter.wait()
-                token = make_token(self._secret, "unsubscribe", row.subscriber_id, self._list_id)
-                data = self.template.build(Recipient(row.subscriber_id, wire, row.name, token))
-                message = Outbound(self.settings.envelope_from, wire, data, smtputf8=utf8)
-                result = await self.transport.send(message)
-                # Append after the await: _flush may have swapped the list meanwhile.
-                self._results.append((row, result))
-                if len(self._results) >= self.batch_size:
-                    await self._flush()
+                result = await self.transport.send(prepared)
+                self._add(row, result)
             except Exception as exc:  # the transport is unusable: stop, keep rows owed
                 self._fail(exc)
             finally:

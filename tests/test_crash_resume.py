@@ -51,14 +51,13 @@ def in_flight_bound(batch: int) -> int:
     as sent, at any instant; from digest/sender.py, with `batch` the recording batch
     (DIGEST_WORKER_BATCH_SIZE).
 
-    Each of the CONCURRENCY workers is either inside transport.send (one message whose
-    250 may be unread) or awaiting a flush it started when the results list reached
-    `batch` (at most `batch` messages). Besides those, the open results list (fewer than
-    `batch`: it is swapped out the moment it reaches `batch`) and the recorder's periodic
-    flush (fewer than `batch`) can be uncommitted. In practice a kill finds about
-    rate x 0.1 s of them (the recorder's period); the test prints what it found.
+    The sender counts outcomes not yet committed and lets no worker start a message
+    while `batch` of them are waiting, so at most `batch - 1` recorded-but-uncommitted
+    outcomes plus one message per worker (CONCURRENCY) whose 250 may be unrecorded.
+    In practice a kill finds about rate x 0.1 s of them (the recorder's period); the
+    test prints what it found.
     """
-    return CONCURRENCY * batch + 2 * (batch - 1)
+    return (batch - 1) + CONCURRENCY
 
 
 WAIT = 180.0  # generous: a loaded CI machine must not fail the test by being slow

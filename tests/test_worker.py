@@ -172,7 +172,9 @@ def the_issue(engine) -> Issue:
 
 
 def test_worker_on_sqlite_refuses_in_one_line(workdir: Path) -> None:
-    proc = subprocess.run([*DIGEST, "worker"], cwd=workdir, capture_output=True, text=True)
+    proc = subprocess.run(
+        [*DIGEST, "worker"], cwd=workdir, capture_output=True, text=True, timeout=WAIT
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -205,7 +207,12 @@ def test_three_workers_and_a_send_deliver_each_of_10000_once(
     wait_for("the send to be under way", lambda: ledger_state(engine)[0] >= 1500)
 
     status = subprocess.run(
-        [*DIGEST, "send", "--status"], cwd=workdir, env=env, capture_output=True, text=True
+        [*DIGEST, "send", "--status"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
     )
     assert status.returncode == 0, status.stderr
     assert re.search(r"workers: [34] active", status.stdout), status.stdout
