@@ -31,8 +31,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
 
 from digest.db import get_engine, utcnow
@@ -156,6 +158,7 @@ async def _lead(
     try:
         scheduler.start(paused=True)
         job = _install_job(scheduler, trigger, settings)
+        _install_bounces(scheduler, engine, settings)
         resumed = await runner.resume_all()
         if resumed:
             log.info("scheduler: resuming the interrupted send of %s", ", ".join(resumed))
@@ -183,7 +186,10 @@ def _make_scheduler(settings: Settings, engine: Engine, runner: Runner) -> Async
     scheduler = AsyncIOScheduler(
         event_loop=asyncio.get_running_loop(),
         timezone=settings.tz,
-        jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
+        jobstores={
+            "default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE),
+            "memory": MemoryJobStore(),  # housekeeping that needs no catching up
+        },
         job_defaults=_job_options(settings),
     )
 
@@ -229,6 +235,36 @@ def _install_job(scheduler: AsyncIOScheduler, trigger: ScheduleTrigger, settings
         replace_existing=True,
         **_job_options(settings),
     )
+
+
+def _install_bounces(scheduler: AsyncIOScheduler, engine: Engine, settings: Settings) -> None:
+    """Read the bounce mailbox every DIGEST_BOUNCE_INTERVAL seconds, when one is set."""
+    if settings.bounce_mailbox is None or not settings.bounce_interval:
+        return
+    scheduler.add_job(
+        process_bounces,
+        IntervalTrigger(seconds=settings.bounce_interval, timezone=settings.tz),
+        args=[engine, settings],
+        id="bounces",
+        name="bounce processing",
+        jobstore="memory",
+        replace_existing=True,
+        next_run_time=utcnow(),
+        coalesce=True,
+        max_instances=1,
+    )
+
+
+async def process_bounces(engine: Engine, settings: Settings) -> None:
+    """One bounce run off the event loop (IMAP and the store block); never raises."""
+    from digest.bounces import process
+
+    try:
+        report = await asyncio.to_thread(process, engine, settings)
+    except Exception as exc:  # a broken mailbox must not stop the weekly send
+        log.error("scheduler: bounce processing failed: %s", one_line(exc))
+        return
+    log.info("scheduler bounces: %s", report.summary())
 
 
 def _log_next(when: datetime | None, settings: Settings) -> None:

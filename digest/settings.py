@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     #: Where DSNs and abuse reports arrive: maildir:/path or imaps://user:pass@host/INBOX.
     bounce_mailbox: SecretStr | None = None
     #: Soft bounces (4.x.x DSNs) a subscriber may collect before being marked bounced.
+    #: Seconds between bounce-mailbox runs of the scheduler (0 = never).
+    bounce_interval: float = Field(3600.0, ge=0)
     soft_bounce_threshold: int = Field(3, ge=1)
     #: Command for preflight's offline spam score; "off" skips it.
     spamassassin: str = "spamassassin"

@@ -4,6 +4,7 @@ SMTP outages and recovery, missed sends, and the web app's in-process scheduler.
 from __future__ import annotations
 
 import asyncio
+import mailbox
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -16,15 +17,16 @@ from digest.db import session_scope, utcnow
 from digest.issues import week_key
 from digest.models import FROZEN, SENT
 from digest.picks import add_pick, validate_pick
-from digest.scheduler import scheduler_in_background
+from digest.scheduler import run_scheduler, scheduler_in_background
 from digest.scheduler_lease import Leadership
 from digest.scheduler_run import Runner, RunResult
 from digest.scheduler_trigger import make_trigger
 from digest.settings import Settings, load_settings
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import BOUNCED, CONFIRMED
 from tests.samples import sample_pick
 from tests.smtpd import SMTPServer
+from tests.test_bounces import dsn, maildir_with
 
 OPS = "ops@news.example.com"
 
@@ -165,3 +167,28 @@ def test_web_app_runs_the_scheduler_in_process(workdir, engine) -> None:
         assert leader() is None  # the lease was released on the way out
 
     asyncio.run(serve())
+
+
+def test_the_leader_reads_the_bounce_mailbox_on_its_interval(workdir, engine) -> None:
+    with session_scope(engine) as s:
+        store.add(s, "gone@example.com", "Gone", status=CONFIRMED)
+    maildir_with(workdir / "bounces", dsn("gone@example.com", "5.1.1"))
+    settings = load_settings(bounce_mailbox=f"maildir:{workdir / 'bounces'}", bounce_interval=1)
+
+    def status() -> str:
+        with session_scope(engine) as s:
+            return store.get_by_email(s, "gone@example.com").status
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_scheduler(settings, stop))
+        try:
+            await until(lambda: status() == BOUNCED)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(go())
+    assert status() == BOUNCED
+    box = mailbox.Maildir(workdir / "bounces", create=False)
+    assert [m.get_subdir() for m in box] == ["cur"]  # processed once, not again next hour
