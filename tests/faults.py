@@ -114,15 +114,21 @@ class FaultyHandler:
 
     def _moment(self, server: SMTP, stage: str, recipient: str | None) -> Moment:
         with self.lock:
-            conn = self._connections.setdefault(id(server), len(self._connections) + 1)
+            # Numbered on the server object itself: id() is reused once a closed
+            # connection's object is collected, which would merge two connections.
+            conn = getattr(server, "_fault_connection", None)
+            if conn is None:
+                conn = len(self._connections) + 1
+                self._connections[conn] = conn
+                server._fault_connection = conn  # type: ignore[attr-defined]
             if stage == "MAIL":
-                self._transactions[id(server)] += 1
+                self._transactions[conn] += 1
             self._attempts[(stage, recipient)] += 1
             return Moment(
                 stage,
                 recipient,
                 self._attempts[(stage, recipient)],
-                self._transactions[id(server)],
+                self._transactions[conn],
                 conn,
                 time.monotonic() - self._started,
             )
