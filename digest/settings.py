@@ -170,11 +170,20 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
         return value
 
-    @field_validator("list_name", "postal_address", "reply_to", "alert_email", "list_id")
+    @field_validator(
+        "list_name", "postal_address", "reply_to", "alert_email", "list_id", "unsubscribe_mailto"
+    )
     @classmethod
     def _no_crlf(cls, value: str | None) -> str | None:
         if value is not None:
             check_header_safe(value)
+        return value
+
+    @field_validator("unsubscribe_mailto")
+    @classmethod
+    def _check_mailto(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^\s<>@,;]+@[^\s<>@,;?]+", value):
+            raise ValueError("must be a plain address like unsubscribe@news.example.com")
         return value
 
     # -- derived values -----------------------------------------------------

@@ -219,3 +219,11 @@ def test_send_dry_run_changes_nothing_then_send_and_status(configured: Path) -> 
     again = run(d, "send").stdout
     assert "already sent" in again
     assert len(list((d / "outbox" / "new").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "value", ["unsub@example.com\r\nBcc: x@example.com", "un sub@example.com", "a@b>c"]
+)
+def test_unsubscribe_mailto_cannot_break_the_header(fresh: Path, value: str) -> None:
+    proc = run(fresh, "subscribers", "count", env={"DIGEST_UNSUBSCRIBE_MAILTO": value}, ok=False)
+    assert proc.returncode == 2 and "DIGEST_UNSUBSCRIBE_MAILTO" in proc.stderr
