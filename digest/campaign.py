@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from digest import issues, ledger
+from digest import issues, ledger, slots
 from digest.db import session_scope
 from digest.errors import InputError, StateError
 from digest.message import Recipient
@@ -61,8 +61,8 @@ def write_outputs(settings: Settings, issue: Issue, out: Path) -> BuildOutputs:
     out.mkdir(parents=True, exist_ok=True)
     paths = BuildOutputs(out / "issue.html", out / "issue.txt", out / "sample.eml")
     paths.html.write_text(web_version(issue.html, settings), encoding="utf-8")
-    text = issue.text.replace("__DIGEST_GREETING__", "Hello,").replace(
-        "__DIGEST_UNSUBSCRIBE_URL__", f"{settings.base_url}/unsubscribe"
+    text = issue.text.replace(slots.GREETING, "Hello,").replace(
+        slots.UNSUBSCRIBE_URL, f"{settings.base_url}/unsubscribe"
     )
     paths.text.write_text(text, encoding="utf-8")
     email, name = SAMPLE_RECIPIENT

@@ -31,7 +31,8 @@ from digest.models import (
     Issue,
 )
 from digest.transports.base import Outcome, Result
-from subscribers.model import BOUNCED, CONFIRMED, Subscriber
+from subscribers import store
+from subscribers.model import CONFIRMED, Subscriber
 
 log = logging.getLogger("digest.ledger")
 TABLE = Delivery.__table__
@@ -191,7 +192,7 @@ def record(
             lost,
         )
     for sid in bounced:
-        _count_bounce(session, sid, bounce_threshold, now)
+        store.record_bounce(session, sid, bounce_threshold)
     return counts
 
 
@@ -208,25 +209,6 @@ def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None
 def _aware(value: datetime | None) -> datetime | None:
     """SQLite hands back naive UTC; PostgreSQL aware values."""
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _count_bounce(session: Session, subscriber_id: int, threshold: int, now: datetime) -> None:
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .values(bounce_count=Subscriber.bounce_count + 1)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Subscriber)
-        .where(
-            Subscriber.id == subscriber_id,
-            Subscriber.bounce_count >= threshold,
-            Subscriber.status == CONFIRMED,
-        )
-        .values(status=BOUNCED, status_changed_at=now)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:
