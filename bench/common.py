@@ -27,14 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/x.py` as well as `python -m bench.x`
     sys.path.insert(0, str(REPO))
 
-from digest import campaign, issues  # noqa: E402
-from digest.db import dispose_all, get_engine, session_scope, utcnow  # noqa: E402
-from digest.models import Issue  # noqa: E402
-from digest.picks import add_pick, validate_pick  # noqa: E402
-from digest.settings import Settings, load_settings  # noqa: E402
-from subscribers.model import CONFIRMED  # noqa: E402
-from subscribers.store import row_values, upsert_rows  # noqa: E402
-from tests.samples import sample_content  # noqa: E402
+from digest.clock import utcnow
+from digest.delivery import campaign
+from digest.editorial import editions
+from digest.editorial.models import Issue
+from digest.editorial.picks import add_pick, validate_pick
+from digest.settings import Settings, load_settings
+from digest.store.engine import dispose_all, get_engine, session_scope
+from subscribers.model import CONFIRMED
+from subscribers.store import row_values, upsert_rows
+from tests.samples import sample_content
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -103,9 +105,9 @@ def start_issue(settings: Settings, stories: int = STORIES) -> Issue:
         for pick in content["picks"]:
             data = {k: v for k, v in pick.items() if k not in ("id", "position")}
             add_pick(session, validate_pick(data, settings.sections))
-        issues.edit(
+        editions.edit(
             session,
-            issues.current_key(settings),
+            editions.current_key(settings),
             subject=content["subject"],
             preheader=content["preheader"],
             intro=content["intro"],

@@ -20,14 +20,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import dkim as dkimpy  # noqa: E402
+import dkim as dkimpy
 
-from digest import dkimkeys  # noqa: E402
-from digest.dkim import SIGNED_HEADERS, Signer  # noqa: E402
-from digest.message import MessageTemplate, Recipient  # noqa: E402
-from digest.render import render_issue  # noqa: E402
-from digest.settings import Settings  # noqa: E402
-from tests.samples import sample_content  # noqa: E402
+from digest.delivery import dkimkeys
+from digest.delivery.dkim import SIGNED_HEADERS, Signer
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.editorial.render import render_issue
+from digest.settings import Settings
+from tests.samples import sample_content
 
 DOMAIN = "news.example.com"
 

@@ -39,8 +39,8 @@ def write_csv(path: Path, rows: int) -> None:
 
 def child_import(path: str) -> dict[str, float]:
     """In the child: import `path` confirmed into DIGEST_DATABASE_URL."""
-    from digest.db import get_engine, session_scope
     from digest.settings import load_settings
+    from digest.store.engine import get_engine, session_scope
     from subscribers.csvio import import_csv
 
     engine = get_engine(load_settings().database_url)

@@ -47,16 +47,16 @@ TARGET_GROWTH = 0.10
 
 def child_send() -> dict[str, object]:
     """In the child: send the issue prepared in DIGEST_DATABASE_URL; report memory."""
-    from digest import issues
-    from digest.db import get_engine, session_scope
-    from digest.sender import Sender
+    from digest.delivery.sender import Sender
+    from digest.delivery.transports.smtp import SMTPTransport
+    from digest.editorial import editions
     from digest.settings import load_settings
-    from digest.transports.smtp import SMTPTransport
+    from digest.store.engine import get_engine, session_scope
 
     settings = load_settings()
     engine = get_engine(settings.database_url)
     with session_scope(engine) as session:
-        issue = issues.resumable(session)
+        issue = editions.resumable(session)
     assert issue is not None, "no issue is sending"
     start = rss_mb()
 
@@ -82,8 +82,8 @@ def child_load_list() -> dict[str, object]:
     """In the child: what holding the whole list costs (the baseline)."""
     from sqlalchemy import select
 
-    from digest.db import get_engine, session_scope
     from digest.settings import load_settings
+    from digest.store.engine import get_engine, session_scope
     from subscribers.model import CONFIRMED, Subscriber
 
     settings = load_settings()

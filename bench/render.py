@@ -26,9 +26,9 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from bench.common import FROM, Results, bench_settings, workspace
-from digest import render, slots
-from digest.message import MessageTemplate, Recipient
-from digest.render import RenderedIssue, render_issue
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.editorial import render, slots
+from digest.editorial.render import RenderedIssue, render_issue
 from digest.settings import Settings
 from subscribers.tokens import make_token
 from tests.samples import sample_content
@@ -102,7 +102,7 @@ def dkim_figures(results: Results, rendered: RenderedIssue, settings: Settings) 
     try:
         from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-        from digest.dkim import Signer
+        from digest.delivery.dkim import Signer
     except ImportError:
         results.facts["dkim"] = "digest.dkim not present: not measured"
         return

@@ -46,13 +46,15 @@ from bench.common import (
     stopwatch,
     workspace,
 )
-from digest import campaign, slots
-from digest.db import get_engine, session_scope, utcnow
-from digest.models import Issue
-from digest.sender import Sender
+from digest.clock import utcnow
+from digest.delivery import campaign
+from digest.delivery.sender import Sender
+from digest.delivery.transports.base import Outbound, Outcome, Result, SMTPReady, Transport
+from digest.delivery.transports.smtp import SMTPTransport
+from digest.editorial import slots
+from digest.editorial.models import Issue
 from digest.settings import Settings
-from digest.transports.base import Outbound, Outcome, Result, SMTPReady, Transport
-from digest.transports.smtp import SMTPTransport
+from digest.store.engine import get_engine, session_scope
 from subscribers.model import Subscriber
 from subscribers.tokens import make_token
 

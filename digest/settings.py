@@ -20,7 +20,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from digest.errors import SettingsError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SECTIONS = ["News", "Features", "Analysis", "Opinion"]
 MIN_SECRET_LENGTH = 32
 _CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
@@ -63,7 +62,8 @@ class Settings(BaseSettings):
     privacy_url: str | None = None
     support_url: str | None = None
     sections: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SECTIONS))
-    templates_dir: Path = PROJECT_ROOT / "templates"
+    #: A folder of templates that override the built-in ones file by file (None: built-in only).
+    templates_dir: Path | None = None
 
     timezone: str = "Europe/Moscow"
     schedule: str = "0 9 * * fri"

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.db import utcnow
+from digest.clock import utcnow
 from digest.errors import InputError
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.csvread import CsvSource, guard_cell, open_csv, unguard_cell

@@ -7,19 +7,31 @@ CSV import or sign-up ever turns them back into confirmed.
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from digest.db import Base, utcnow
+from digest.clock import utcnow
+from digest.store.base import Base, EnumText, UTCDateTime
 
-PENDING = "pending"
-CONFIRMED = "confirmed"
-UNSUBSCRIBED = "unsubscribed"
-BOUNCED = "bounced"
-COMPLAINED = "complained"
-STATUSES = (PENDING, CONFIRMED, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+PENDING = SubscriberStatus.PENDING
+CONFIRMED = SubscriberStatus.CONFIRMED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+BOUNCED = SubscriberStatus.BOUNCED
+COMPLAINED = SubscriberStatus.COMPLAINED
+STATUSES = tuple(SubscriberStatus)
 #: Never mailed again, never revived by an import.
 BLOCKED = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
 
@@ -32,16 +44,16 @@ class Subscriber(Base):
     #: Lower-cased address; the uniqueness key.
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    attributes: Mapped[dict] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
-    consent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        EnumText(SubscriberStatus), default=SubscriberStatus.PENDING
+    )
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consent_source: Mapped[str] = mapped_column(Text, default="")
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    status_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_subscribers_status_id", "status", "id"),)
 

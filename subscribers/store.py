@@ -16,7 +16,7 @@ from sqlalchemy import String, and_, case, cast, func, literal_column, not_, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from digest.db import utcnow
+from digest.clock import utcnow
 from digest.errors import InputError, NotFound, StateError
 from subscribers.addresses import (
     ascii_address,

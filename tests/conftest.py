@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.db import dispose_all, get_engine
 from digest.settings import Settings, load_settings
+from digest.store.engine import dispose_all, get_engine
 from tests import pg
 from tests.smtpd import SMTPServer
 

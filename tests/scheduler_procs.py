@@ -25,11 +25,12 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
-from digest.db import get_engine, session_scope
-from digest.models import SENT_OK, Delivery, Issue
-from digest.picks import add_pick, validate_pick
-from digest.scheduler_trigger import describe
+from digest.delivery.models import SENT_OK, Delivery
+from digest.editorial.models import Issue
+from digest.editorial.picks import add_pick, validate_pick
+from digest.scheduling.trigger import describe
 from digest.settings import load_settings
+from digest.store.engine import get_engine, session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED
 from tests.samples import sample_pick

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from digest import campaign
-from digest.db import session_scope, utcnow
-from digest.models import Issue
-from digest.picks import add_pick, validate_pick
+from digest.clock import utcnow
+from digest.delivery import campaign
+from digest.editorial.models import Issue
+from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED
 from tests.samples import sample_pick

@@ -7,7 +7,7 @@ import email
 import email.policy
 import mailbox
 
-from digest.alerts import send_alert
+from digest.scheduling.alerts import send_alert
 from digest.settings import load_settings
 
 

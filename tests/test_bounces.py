@@ -16,18 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from digest import campaign
 from digest.bounces import open_mailbox, process
 from digest.bounces.imap import ImapSource
 from digest.bounces.maildir import MaildirSource
 from digest.bounces.reports import COMPLAINT, HARD, IGNORED, SOFT, parse
-from digest.db import session_scope
+from digest.delivery import campaign
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.delivery.sender import Sender
+from digest.delivery.transports import make_transport
+from digest.editorial.picks import add_pick, validate_pick
+from digest.editorial.render import render_issue
 from digest.errors import SettingsError, TransportError
-from digest.message import MessageTemplate, Recipient
-from digest.picks import add_pick, validate_pick
-from digest.render import render_issue
-from digest.sender import Sender
-from digest.transports import make_transport
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import BOUNCED, COMPLAINED, CONFIRMED, UNSUBSCRIBED
 from tests import imapd

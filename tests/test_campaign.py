@@ -6,13 +6,14 @@ import asyncio
 import email
 import email.policy
 
-from digest import campaign, issues, ledger
-from digest.db import session_scope
-from digest.models import DRAFT, FROZEN, SENDING, Issue
-from digest.picks import add_pick, validate_pick
+from digest.delivery import campaign, ledger
+from digest.delivery.transports import make_transport
+from digest.delivery.transports.base import Outcome
+from digest.editorial import editions
+from digest.editorial.models import DRAFT, FROZEN, SENDING, Issue
+from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import load_settings
-from digest.transports import make_transport
-from digest.transports.base import Outcome
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED
 from tests.samples import sample_pick
@@ -54,7 +55,7 @@ def test_build_is_idempotent_and_picks_up_edits(engine) -> None:
     again = campaign.build(engine, settings)
     assert first.id == again.id and first.html == again.html
     with session_scope(engine) as s:
-        issues.edit(s, first.key, subject="A brand new subject line")
+        editions.edit(s, first.key, subject="A brand new subject line")
     edited = campaign.build(engine, settings)
     assert edited.content["subject"] == "A brand new subject line"
     assert edited.html != first.html or edited.content != first.content
@@ -76,12 +77,12 @@ def test_prepare_send_resumes_an_interrupted_issue_first(engine) -> None:
     add_picks(engine, settings, 2)
     with session_scope(engine) as s:
         store.add(s, "a@example.com", status=CONFIRMED)
-        old = issues.freeze(s, settings, "2026-W40")
-        issues.start_sending(s, old)
+        old = editions.freeze(s, settings, "2026-W40")
+        editions.start_sending(s, old)
         ledger.fill(s, old)
     add_picks(engine, settings, 1)
     chosen = campaign.prepare_send(engine, settings)
     assert chosen.key == "2026-W40" and chosen.status == SENDING
     with session_scope(engine) as s:
-        this_week = issues.find_issue(s, issues.current_key(settings))
+        this_week = editions.find_issue(s, editions.current_key(settings))
         assert this_week is None or this_week.status == DRAFT

@@ -8,11 +8,12 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from digest import claims, ledger
-from digest.db import session_scope, utcnow
-from digest.models import DEFERRED, OWED, SENT_OK, Delivery
+from digest.clock import utcnow
+from digest.delivery import claims, ledger
+from digest.delivery.models import DEFERRED, OWED, SENT_OK, Delivery
+from digest.delivery.transports.base import Outcome, Result
 from digest.settings import load_settings
-from digest.transports.base import Outcome, Result
+from digest.store.engine import session_scope
 from tests.sending import started_send
 
 RECORD = {"max_attempts": 3, "backoff_base": 60.0, "backoff_cap": 60.0, "bounce_threshold": 1}

@@ -32,10 +32,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from digest.db import session_scope
-from digest.models import SENT, SENT_OK, Delivery, Issue, Pick
-from digest.picks import add_pick, validate_pick
+from digest.delivery.models import SENT_OK, Delivery
+from digest.editorial.models import SENT, Issue, Pick
+from digest.editorial.picks import add_pick, validate_pick
+from digest.resources import builtin_templates
 from digest.settings import load_settings
+from digest.store.engine import session_scope
 from subscribers import csvio
 
 REPO = Path(__file__).resolve().parent.parent
@@ -289,11 +291,11 @@ def store_snapshot(engine) -> tuple[int, int, int, list[int | None]]:  # type: i
     ("command", "target", "when"),
     [
         # Mid-render: the draft row is written, the MJML render is under way.
-        (["build"], "digest.issues:render_issue", "before"),
+        (["build"], "digest.editorial.editions:render_issue", "before"),
         # Fully frozen and flushed to the database, not yet committed.
-        (["build"], "digest.issues:freeze", "after"),
+        (["build"], "digest.editorial.editions:freeze", "after"),
         # `digest send`: frozen, marked sending and the ledger filled, not committed.
-        (["send"], "digest.ledger:fill", "after"),
+        (["send"], "digest.delivery.ledger:fill", "after"),
     ],
 )
 def test_kill_during_build_leaves_no_half_made_issue(
@@ -350,7 +352,7 @@ def test_template_error_leaves_no_half_made_issue(workdir: Path, engine) -> None
 
     settings = load_settings()
     templates = workdir / "templates"
-    shutil.copytree(settings.templates_dir, templates)
+    shutil.copytree(builtin_templates(), templates)
     digest_mjml = templates / "digest.mjml.j2"
     lines = digest_mjml.read_text().splitlines()
     at = next(i for i, x in enumerate(lines) if x.startswith("{% block masthead_line %}"))

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from digest.dbretry import DatabaseUnavailable, retrying
-from digest.models import SENT_OK
-from digest.sender import Sender
+from digest.delivery.models import SENT_OK
+from digest.delivery.sender import Sender
+from digest.delivery.transports import make_transport
 from digest.settings import load_settings
-from digest.transports import make_transport
+from digest.store.retry import DatabaseUnavailable, retrying
 from tests.sending import started_send
 
 postgres_only = pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)

@@ -21,16 +21,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from digest import campaign, dkimkeys
-from digest.db import session_scope
-from digest.dkim import Signer, aligned, signer_for
+from digest.delivery import campaign, dkimkeys
+from digest.delivery.dkim import Signer, aligned, signer_for
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.delivery.sender import Sender
+from digest.delivery.transports import make_transport
+from digest.editorial.picks import add_pick, validate_pick
+from digest.editorial.render import render_issue
 from digest.errors import SettingsError
-from digest.message import MessageTemplate, Recipient
-from digest.picks import add_pick, validate_pick
-from digest.render import render_issue
-from digest.sender import Sender
 from digest.settings import DEFAULT_SECTIONS, Settings, load_settings
-from digest.transports import make_transport
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED
 from tests.samples import sample_content, sample_pick
@@ -224,7 +224,9 @@ def test_signature_survives_a_real_smtp_hop(smtp_server, workdir, keys, monkeypa
     monkeypatch.setenv("DIGEST_DKIM_KEY_FILE", str(key_file))
     monkeypatch.setenv("DIGEST_DKIM_SELECTOR", SELECTOR)
     settings = load_settings()
-    engine = __import__("digest.db", fromlist=["get_engine"]).get_engine(settings.database_url)
+    engine = __import__("digest.store.engine", fromlist=["get_engine"]).get_engine(
+        settings.database_url
+    )
     with session_scope(engine) as s:
         for i in range(4):
             pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
@@ -311,7 +313,7 @@ DIGEST = [sys.executable, "-m", "digest"]
 
 def add_one_pick(directory: Path, url: str) -> None:
     """One pick in the SQLite store the command will open (digest.db in `directory`)."""
-    from digest.db import dispose_all, get_engine
+    from digest.store.engine import dispose_all, get_engine
 
     engine = get_engine(f"sqlite:///{directory / 'digest.db'}")
     with session_scope(engine) as s:

@@ -21,14 +21,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest import campaign
-from digest.db import session_scope
+from digest.delivery import campaign
+from digest.delivery.models import FAILED, PENDING, SENT_OK, Delivery
+from digest.delivery.sender import Sender, SendReport
+from digest.delivery.transports import make_transport
+from digest.editorial.models import SENT, Issue
+from digest.editorial.picks import add_pick, validate_pick
 from digest.errors import TransportError
-from digest.models import FAILED, PENDING, SENT, SENT_OK, Delivery, Issue
-from digest.picks import add_pick, validate_pick
-from digest.sender import Sender, SendReport
 from digest.settings import Settings, load_settings
-from digest.transports import make_transport
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED, Subscriber
 from tests.faults import FaultServer, Moment, Plan, Reply, Reset, Stall, self_signed_context

@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest.db import Base, session_scope
-from digest.models import SENT_OK, Delivery
+from digest.delivery.models import SENT_OK, Delivery
+from digest.store.base import Base
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import Subscriber
 from tests.clirun import run_cli

@@ -12,11 +12,12 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, func, inspect, select, text
 
-from digest import campaign, claims, ledger
-from digest.db import MIGRATIONS_DIR, normalise_url, session_scope, utcnow
-from digest.models import SENDING, SENT, Issue
+from digest.clock import utcnow
+from digest.delivery import campaign, claims, ledger
+from digest.delivery.transports.base import Outcome, Result
+from digest.editorial.models import SENDING, SENT, Issue
 from digest.settings import load_settings
-from digest.transports.base import Outcome, Result
+from digest.store.engine import MIGRATIONS_DIR, normalise_url, session_scope
 from subscribers import store
 from tests import pg
 from tests.sending import add_picks, add_subscribers, started_send
@@ -135,7 +136,7 @@ def fresh_pg(pg_database: str) -> Iterator[str]:
 def test_migrations_run_on_postgresql_even_when_several_processes_start_at_once(
     fresh_pg: str,
 ) -> None:
-    opener = "import sys; from digest.db import get_engine; get_engine(sys.argv[1])"
+    opener = "import sys; from digest.store.engine import get_engine; get_engine(sys.argv[1])"
     procs = [
         subprocess.Popen([sys.executable, "-c", opener, fresh_pg], stderr=subprocess.PIPE)
         for _ in range(3)

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from digest import qp
-from digest.message import MessageTemplate, Recipient
-from digest.render import render_issue
+from digest.delivery import qp
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.editorial.render import render_issue
 from subscribers.tokens import make_token, verify_token
 from tests.samples import sample_content
 

@@ -14,8 +14,8 @@ import pytest
 from email_validator import validate_email
 
 from digest.data import SAMPLE_ISSUE, SAMPLE_PICKS, SAMPLE_SUBSCRIBERS, load_sample_issue
+from digest.editorial.pickimport import MAX_REDIRECTS, load_picks
 from digest.errors import InputError
-from digest.pickimport import MAX_REDIRECTS, load_picks
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pickimport"
 SECTIONS = ["News", "Features", "Analysis", "Opinion"]

@@ -11,13 +11,15 @@ from contextlib import contextmanager
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from digest import campaign, issues, ledger
-from digest.db import session_scope
-from digest.models import FAILED, SENDING, SENT, SENT_OK, Issue
-from digest.picks import add_pick, validate_pick
-from digest.sender import Sender
+from digest.delivery import campaign, ledger
+from digest.delivery.models import FAILED, SENT_OK
+from digest.delivery.sender import Sender
+from digest.delivery.transports import make_transport
+from digest.editorial import editions
+from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import load_settings
-from digest.transports import make_transport
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import BOUNCED, CONFIRMED, PENDING, UNSUBSCRIBED
 from subscribers.tokens import verify_token
@@ -75,7 +77,7 @@ def test_every_confirmed_subscriber_gets_exactly_one_message(smtp_server, workdi
         assert url in text
     assert len(tokens) == len(emails)
     with session_scope(engine) as s:
-        row = issues.get_issue(s, issue.key)
+        row = editions.get_issue(s, issue.key)
         assert row.status == SENT
         assert ledger.counts(s, row.id)[SENT_OK] == len(emails)
     # Sending again is a no-op: nobody gets it twice.
@@ -235,5 +237,5 @@ def test_sent_issue_is_never_refrozen(smtp_server, workdir, engine) -> None:
     with pytest.raises(StateError, match="never re-frozen"):
         campaign.build(engine, settings, issue.key)
     with session_scope(engine) as s:
-        frozen = issues.get_issue(s, issue.key)
+        frozen = editions.get_issue(s, issue.key)
         assert len(frozen.content["picks"]) == 6  # the new pick waits for next week

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from digest import dkimkeys, preflight
-from digest.darkmode import parse_colour, scan
-from digest.render import RenderedIssue, render_issue
+from digest.delivery import dkimkeys
+from digest.editorial import preflight
+from digest.editorial.darkmode import parse_colour, scan
+from digest.editorial.render import RenderedIssue, render_issue
+from digest.resources import builtin_templates
 from digest.settings import DEFAULT_SECTIONS, Settings, load_settings
 from tests.samples import sample_content
 
@@ -239,8 +241,8 @@ def test_offline_spam_score_reports_rules(workdir, clean, monkeypatch) -> None:
 
 def add_one_pick(directory: Path, url: str) -> None:
     """One pick in the SQLite store the command will open (digest.db in `directory`)."""
-    from digest.db import dispose_all, get_engine, session_scope
-    from digest.picks import add_pick, validate_pick
+    from digest.editorial.picks import add_pick, validate_pick
+    from digest.store.engine import dispose_all, get_engine, session_scope
 
     with session_scope(get_engine(f"sqlite:///{directory / 'digest.db'}")) as s:
         pick = {"url": url, "title": "A story worth reading", "section": "News"}
@@ -251,7 +253,7 @@ def add_one_pick(directory: Path, url: str) -> None:
 def test_build_prints_the_report_and_errors_block(tmp_path: Path) -> None:
     """`digest build` with a template that lost its unsubscribe link: errors, exit 3."""
     templates = tmp_path / "templates"
-    shutil.copytree(Path(preflight.__file__).resolve().parent.parent / "templates", templates)
+    shutil.copytree(builtin_templates(), templates)
     digest = templates / "digest.mjml.j2"
     digest.write_text(
         digest.read_text().replace("{{ slots.UNSUBSCRIBE_URL }}", "{{ site.privacy_url }}")

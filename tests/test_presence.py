@@ -6,11 +6,12 @@ import subprocess
 
 from sqlalchemy import func, select, update
 
-from digest import claims
-from digest.db import session_scope, utcnow
-from digest.models import Delivery, Worker
-from digest.presence import Presence, active, describe, pid_alive, reap
+from digest.clock import utcnow
+from digest.delivery import claims
+from digest.delivery.models import Delivery, Worker
+from digest.delivery.presence import Presence, active, describe, pid_alive, reap
 from digest.settings import load_settings
+from digest.store.engine import session_scope
 from tests.sending import started_send
 
 

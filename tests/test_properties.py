@@ -2,7 +2,7 @@
 
 For any recipient name and address, subject, pick text or attribute value (URLs, alt
 text), the message built the way `digest send` builds it (picks validated and stored,
-the issue frozen and rendered by issues.freeze, then sender.template_for(...).build)
+the issue frozen and rendered by editions.freeze, then sender.template_for(...).build)
 parses, carries exactly the headers a plain message carries (each single-instance one
 exactly once, none smuggled in), keeps its personal parts in place, and its HTML has
 no element or attribute the editors did not put in the template.
@@ -26,14 +26,14 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from digest import issues, slots
-from digest.db import dispose_all, get_engine
+from digest.delivery.message import MessageTemplate, Recipient, greeting
+from digest.delivery.sender import template_for
+from digest.editorial import editions, slots
+from digest.editorial.models import Issue
+from digest.editorial.picks import add_pick, validate_pick
 from digest.errors import InputError
-from digest.message import MessageTemplate, Recipient, greeting
-from digest.models import Issue
-from digest.picks import add_pick, validate_pick
-from digest.sender import template_for
 from digest.settings import Settings
+from digest.store.engine import dispose_all, get_engine
 from subscribers.tokens import make_token
 
 KEY = "2026-W48"
@@ -93,7 +93,7 @@ def build(
     session: Session, settings: Settings, name: str = "Reader", addr: str = "r@example.com"
 ) -> bytes:
     """Freeze what is in the session into the issue and build one subscriber's message."""
-    issue: Issue = issues.freeze(session, settings, KEY)
+    issue: Issue = editions.freeze(session, settings, KEY)
     template: MessageTemplate = template_for(issue, settings)
     token = make_token(settings.secret(), "unsubscribe", 77, settings.effective_list_id)
     return template.build(Recipient(77, addr, name, token))
@@ -171,7 +171,7 @@ def one_message(
             add(s, settings, data)
         if subject is not None:
             try:
-                issues.edit(s, KEY, subject=subject)
+                editions.edit(s, KEY, subject=subject)
             except InputError:
                 assume(False)
         built = build(s, settings, **kw)
@@ -185,7 +185,7 @@ def frozen(store: tuple[Engine, Settings]) -> tuple[MessageTemplate, str]:
     engine, settings = store
     with Session(engine) as s:
         add(s, settings, pick(settings, image_url="https://img.example.com/a.jpg", image_alt="A"))
-        template = template_for(issues.freeze(s, settings, KEY), settings)
+        template = template_for(editions.freeze(s, settings, KEY), settings)
         s.rollback()
     return template, make_token(settings.secret(), "unsubscribe", 77, settings.effective_list_id)
 
@@ -214,10 +214,10 @@ def test_any_subject(store, subject: str) -> None:  # type: ignore[no-untyped-de
     check(data, one_message(engine, settings, picks, subject="A plain subject"))
     with Session(engine) as s:  # the subject arrives as the desk stored it
         try:
-            stored = issues.edit(s, KEY, subject=subject).subject
+            stored = editions.edit(s, KEY, subject=subject).subject
         finally:
             s.rollback()
-    default = issues.default_subject(settings, [{"featured": True, "title": "A plain title"}])
+    default = editions.default_subject(settings, [{"featured": True, "title": "A plain title"}])
     # As stored (whitespace aside: the stdlib's fold/parse round trip may add a space).
     assert str(parse(data)["Subject"]).split() == (stored or default).split()
 
@@ -246,7 +246,7 @@ def test_any_pick_text(store, title, summary, byline, credit, tags) -> None:  # 
     plain = one_message(engine, settings, picks("Title", "Summary", "AFP", "Photo", ["a"]))
     check(data, plain)
     stored = validate_pick(picks(title, summary, byline, credit, tags)[0], settings.sections)
-    expected = issues.default_subject(settings, [{"featured": True, "title": stored.title}])
+    expected = editions.default_subject(settings, [{"featured": True, "title": stored.title}])
     assert str(parse(data)["Subject"]) == expected
 
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from digest import slots
-from digest.errors import InputError
-from digest.plaintext import LinkRefs, tidy, underline, wrap
-from digest.render import (
+from digest.editorial import slots
+from digest.editorial.plaintext import LinkRefs, tidy, underline, wrap
+from digest.editorial.render import (
     byline_label,
     render_confirmation,
     render_issue,
@@ -20,6 +19,8 @@ from digest.render import (
     web_version,
     with_query,
 )
+from digest.errors import InputError
+from digest.resources import builtin_templates
 from digest.settings import Settings, load_settings
 from tests.samples import sample_content, sample_pick
 
@@ -333,7 +334,7 @@ def test_small_helpers() -> None:
 
 def test_bad_template_names_file_and_line(tmp_path: Path, cfg: Settings) -> None:
     templates = tmp_path / "templates"
-    shutil.copytree(Path(cfg.templates_dir), templates)
+    shutil.copytree(builtin_templates(), templates)
     broken = templates / "digest.txt.j2"
     broken.write_text("line one\n{% if %}\n", encoding="utf-8")
     settings = cfg.model_copy(update={"templates_dir": templates})

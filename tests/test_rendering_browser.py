@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from digest import slots
-from digest.darkmode import contrast, luminance
-from digest.render import render_issue
+from digest.editorial import slots
+from digest.editorial.darkmode import contrast, luminance
+from digest.editorial.render import render_issue
 from digest.settings import Settings
 from tests.samples import sample_content
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from digest.db import session_scope
-from digest.issues import week_key
-from digest.models import SENDING, SENT
-from digest.scheduler_trigger import describe
+from digest.editorial.editions import week_key
+from digest.editorial.models import SENDING, SENT
+from digest.scheduling.trigger import describe
 from digest.settings import load_settings
+from digest.store.engine import session_scope
 from tests.samples import sample_pick
 from tests.scheduler_procs import (
     DIGEST,

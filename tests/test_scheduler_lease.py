@@ -10,8 +10,9 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
-from digest.db import session_scope, utcnow
-from digest.scheduler_lease import Leadership, SchedulerLease, machine_id
+from digest.clock import utcnow
+from digest.store.engine import session_scope
+from digest.store.leases import Leadership, SchedulerLease, machine_id
 
 
 def test_only_one_leads_until_it_lets_go(engine: Engine) -> None:

@@ -12,16 +12,18 @@ from datetime import timedelta
 
 import pytest
 
-from digest import campaign
-from digest.db import session_scope, utcnow
-from digest.issues import week_key
-from digest.models import FROZEN, SENT
-from digest.picks import add_pick, validate_pick
-from digest.scheduler import run_scheduler, scheduler_in_background
-from digest.scheduler_lease import Leadership
-from digest.scheduler_run import Runner, RunResult
-from digest.scheduler_trigger import make_trigger
+from digest.clock import utcnow
+from digest.delivery import campaign
+from digest.editorial import editions
+from digest.editorial.editions import week_key
+from digest.editorial.models import FROZEN, SENT
+from digest.editorial.picks import add_pick, validate_pick
+from digest.scheduling.runner import Runner, RunResult
+from digest.scheduling.scheduler import run_scheduler, scheduler_in_background
+from digest.scheduling.trigger import make_trigger
 from digest.settings import Settings, load_settings
+from digest.store.engine import session_scope
+from digest.store.leases import Leadership
 from subscribers import store
 from subscribers.model import BOUNCED, CONFIRMED
 from tests.samples import sample_pick
@@ -100,7 +102,7 @@ def test_preflight_errors_block_the_send_and_tell_the_operator(smtp_server, engi
     assert "was not sent: preflight found errors" in str(alert.parse()["Subject"])
     assert "error: HTML is" in alert.parse().get_content()
     with session_scope(engine) as s:  # still FROZEN: editors can fix it and send it
-        assert campaign.issues.get_issue(s, result.key).status == FROZEN
+        assert editions.get_issue(s, result.key).status == FROZEN
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -146,7 +148,7 @@ def test_missed_send_alerts_unless_the_issue_went_out_anyway(smtp_server, engine
     # Sent by hand meanwhile: a missed firing is then nothing to worry about.
     issue = campaign.prepare_send(engine, settings, key)
     with session_scope(engine) as s:
-        campaign.issues.get_issue(s, key).status = SENT
+        editions.get_issue(s, key).status = SENT
     assert issue.key == key
     assert run(engine, settings, missed) == []
     assert len(alert_subjects(smtp_server)) == 1

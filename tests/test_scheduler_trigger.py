@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from digest.errors import SettingsError
-from digest.scheduler_trigger import (
+from digest.scheduling.trigger import (
     cron_day_of_week,
     describe,
     make_trigger,

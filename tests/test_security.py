@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import AuthResult
 
+from digest.delivery.transports import make_transport
 from digest.settings import load_settings
-from digest.transports import make_transport
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, make_token, verify_token
 from tests.clirun import run_cli
 from tests.faults import FaultServer

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.db import get_engine, session_scope
 from digest.errors import InputError
+from digest.store.engine import get_engine, session_scope
 from subscribers import store
 from subscribers.csvio import ImportFailed, ImportReport, export_csv, import_csv
 from subscribers.model import BOUNCED, COMPLAINED, CONFIRMED, PENDING, UNSUBSCRIBED

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from digest.db import session_scope
 from digest.errors import InputError, NotFound, StateError
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import (
     BOUNCED,

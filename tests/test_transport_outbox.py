@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from digest.delivery.transports import OutboxTransport, make_transport
+from digest.delivery.transports.base import Outbound, Outcome
 from digest.errors import TransportError
 from digest.settings import Settings
-from digest.transports import OutboxTransport, make_transport
-from digest.transports.base import Outbound, Outcome
 
 DATA = (
     "From: The Weekly Digest <digest@news.example.com>\r\n"

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from digest.message import MessageTemplate, Recipient
-from digest.render import render_issue
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.delivery.transports import make_transport
+from digest.delivery.transports.base import Outbound, Outcome, SMTPReady, is_smtp_ready
+from digest.delivery.transports.smtp import SMTPTransport
+from digest.delivery.transports.smtp_conn import prepare_payload
+from digest.editorial.render import render_issue
 from digest.settings import Settings, load_settings
-from digest.transports import make_transport
-from digest.transports.base import Outbound, Outcome, SMTPReady, is_smtp_ready
-from digest.transports.smtp import SMTPTransport
-from digest.transports.smtp_conn import prepare_payload
 from subscribers.tokens import make_token
 from tests.samples import sample_content
 from tests.smtpd import ScriptedHandler, SMTPServer

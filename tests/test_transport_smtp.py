@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from digest.delivery.transports import make_transport
+from digest.delivery.transports.base import Outbound, Outcome
+from digest.delivery.transports.smtp import SMTPTransport
+from digest.delivery.transports.smtp_conn import prepare_payload
 from digest.errors import TransportError
 from digest.settings import load_settings
-from digest.transports import make_transport
-from digest.transports.base import Outbound, Outcome
-from digest.transports.smtp import SMTPTransport
-from digest.transports.smtp_conn import prepare_payload
 from tests.certs import self_signed
 from tests.smtpd import ScriptedHandler, SMTPServer, free_port
 

@@ -6,8 +6,8 @@ import os
 
 from sqlalchemy import select
 
-from digest.db import session_scope
-from digest.scheduler_lease import SchedulerLease
+from digest.store.engine import session_scope
+from digest.store.leases import SchedulerLease
 from tests.webtools import LiveServer, wait_for
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 
-from digest import issues
-from digest.db import session_scope
-from digest.models import SENT
-from digest.picks import add_pick, validate_pick
+from digest.editorial import editions
+from digest.editorial.models import SENT
+from digest.editorial.picks import add_pick, validate_pick
+from digest.store.engine import session_scope
 from tests.samples import sample_pick
 from tests.webtools import LiveServer
 
@@ -17,10 +17,10 @@ def publish(srv: LiveServer, key: str, *, status: str = SENT) -> None:
         for i in range(3):
             pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
             add_pick(s, validate_pick(pick, srv.settings.sections))
-        issues.edit(s, key, subject=f"Issue {key}: the week in review")
-        issue = issues.freeze(s, srv.settings, key)
+        editions.edit(s, key, subject=f"Issue {key}: the week in review")
+        issue = editions.freeze(s, srv.settings, key)
         if status != "frozen":
-            issues.start_sending(s, issue)
+            editions.start_sending(s, issue)
             issue.status = status
 
 

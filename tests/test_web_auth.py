@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from digest.db import session_scope, utcnow
+from digest.clock import utcnow
+from digest.store.engine import session_scope
 from digest.web import editors
 from digest.web.models import EditorSession
 from tests.webtools import EDITOR, PASSWORD, add_editor, csrf_of, desk_client, login

@@ -16,9 +16,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import func, select
 
-from digest.db import session_scope
-from digest.models import Delivery
-from digest.picks import add_pick, unfrozen, validate_pick
+from digest.delivery.models import Delivery
+from digest.editorial.picks import add_pick, unfrozen, validate_pick
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED, PENDING
 from tests.samples import sample_pick

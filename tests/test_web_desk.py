@@ -7,10 +7,10 @@ import re
 import httpx
 import pytest
 
-from digest import issues
-from digest.db import session_scope
-from digest.models import SENT
-from digest.picks import add_pick, unfrozen, validate_pick
+from digest.editorial import editions
+from digest.editorial.models import SENT
+from digest.editorial.picks import add_pick, unfrozen, validate_pick
+from digest.store.engine import session_scope
 from tests.samples import sample_pick
 from tests.webtools import LiveServer, csrf_of, desk_client
 
@@ -110,7 +110,7 @@ def test_subject_preheader_and_intro(serve_web) -> None:
     seed(srv, 2)
     with desk_client(srv) as c:
         key = re.search(r'name="key" value="([^"]+)"', c.get("/desk/").text).group(1)
-        assert key == issues.current_key(srv.settings)
+        assert key == editions.current_key(srv.settings)
         r = post(
             c,
             "/desk/issue",
@@ -121,7 +121,7 @@ def test_subject_preheader_and_intro(serve_web) -> None:
         )
         assert r.status_code == 303
         with session_scope(srv.engine) as s:
-            row = issues.get_issue(s, key)
+            row = editions.get_issue(s, key)
             assert (row.subject, row.preheader) == ("The week in Moscow", "And beyond")
             assert row.intro == "First paragraph.\n\nSecond bold paragraph."
         too_long = post(c, "/desk/issue", key=key, subject="x" * 201, preheader="", intro="")
@@ -133,10 +133,10 @@ def test_subject_preheader_and_intro(serve_web) -> None:
 def test_after_this_weeks_send_the_desk_prepares_next_week(serve_web) -> None:
     srv = serve_web()
     seed(srv, 2)
-    this_week = issues.current_key(srv.settings)
+    this_week = editions.current_key(srv.settings)
     with session_scope(srv.engine) as s:
-        issue = issues.freeze(s, srv.settings, this_week)
-        issues.start_sending(s, issue)
+        issue = editions.freeze(s, srv.settings, this_week)
+        editions.start_sending(s, issue)
         issue.status = SENT
     with desk_client(srv) as c:
         page = c.get("/desk/").text
@@ -146,7 +146,7 @@ def test_after_this_weeks_send_the_desk_prepares_next_week(serve_web) -> None:
         assert "Nothing picked yet" in page
         # Picks of a sent issue are history: they cannot be changed any more.
         with session_scope(srv.engine) as s:
-            sent_pick = issues.get_issue(s, this_week).content["picks"][0]["id"]
+            sent_pick = editions.get_issue(s, this_week).content["picks"][0]["id"]
         assert post(c, f"/desk/picks/{sent_pick}/remove").status_code == 409
         assert post(c, f"/desk/picks/{sent_pick}/move", to="down").status_code == 409
 

@@ -7,12 +7,14 @@ import re
 
 from sqlalchemy import func, select
 
-from digest import campaign, issues
-from digest.db import session_scope
-from digest.models import FROZEN, SENDING, Delivery
-from digest.picks import add_pick, validate_pick
-from digest.sender import Sender
-from digest.transports import make_transport
+from digest.delivery import campaign
+from digest.delivery.models import Delivery
+from digest.delivery.sender import Sender
+from digest.delivery.transports import make_transport
+from digest.editorial import editions
+from digest.editorial.models import FROZEN, SENDING
+from digest.editorial.picks import add_pick, validate_pick
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED
 from tests.samples import sample_pick
@@ -44,12 +46,12 @@ def test_the_preview_is_the_html_a_subscriber_receives(smtp_server, serve_web) -
     email, name = campaign.SAMPLE_RECIPIENT
     with session_scope(srv.engine) as s:
         store.add(s, email, name, status=CONFIRMED)
-    key = issues.current_key(srv.settings)
+    key = editions.current_key(srv.settings)
     with desk_client(srv) as c:
         page = c.get(f"/desk/issues/{key}")
         assert page.status_code == 200 and 'id="preview-375"' in page.text
         with session_scope(srv.engine) as s:  # opening the preview builds, never sends
-            assert issues.get_issue(s, key).status == FROZEN
+            assert editions.get_issue(s, key).status == FROZEN
         assert deliveries(srv) == 0
         preview = c.get(f"/desk/issues/{key}/email.html").text
         dark = c.get(f"/desk/issues/{key}/email-dark.html").text
@@ -73,7 +75,7 @@ def test_the_preview_is_the_html_a_subscriber_receives(smtp_server, serve_web) -
 def test_issue_page_shows_text_part_preflight_and_headers(serve_web) -> None:
     srv = serve_web()
     seed(srv, 2, image_url="http://insecure.example.com/pic.jpg", image_alt="A picture")
-    key = issues.current_key(srv.settings)
+    key = editions.current_key(srv.settings)
     with desk_client(srv) as c:
         page = c.get(f"/desk/issues/{key}").text
         assert "image URL is not https: http://insecure.example.com/pic.jpg" in page
@@ -87,7 +89,7 @@ def test_issue_page_shows_text_part_preflight_and_headers(serve_web) -> None:
 
 def test_preview_without_picks_explains_instead_of_failing(serve_web) -> None:
     srv = serve_web()
-    key = issues.current_key(srv.settings)
+    key = editions.current_key(srv.settings)
     with desk_client(srv) as c:
         page = c.get(f"/desk/issues/{key}")
         assert page.status_code == 200 and "nothing picked for issue" in page.text
@@ -104,7 +106,7 @@ def test_test_sends_report_bad_addresses_and_an_unreachable_server(serve_web) ->
         DIGEST_SMTP_TIMEOUT="5",
     )
     seed(srv, 2)
-    key = issues.current_key(srv.settings)
+    key = editions.current_key(srv.settings)
     with desk_client(srv) as c:
         token = csrf_of(c.get(f"/desk/issues/{key}").text)
         bad = c.post(f"/desk/issues/{key}/test", data={"csrf": token, "to": "not-an-address"})
@@ -124,7 +126,7 @@ def test_progress_of_a_running_send(smtp_server, serve_web) -> None:
     with session_scope(srv.engine) as s:
         for i in range(5):
             store.add(s, f"r{i}@example.com", status=CONFIRMED)
-    key = issues.current_key(srv.settings)
+    key = editions.current_key(srv.settings)
     issue = campaign.prepare_send(srv.engine, srv.settings, key)  # SENDING, ledger filled
     assert issue.status == SENDING
     with desk_client(srv) as c:

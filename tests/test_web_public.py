@@ -13,12 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from digest import campaign, dkimkeys, issues
-from digest.db import session_scope, utcnow
-from digest.picks import add_pick, validate_pick
-from digest.sender import Sender
+from digest.clock import utcnow
+from digest.delivery import campaign, dkimkeys
+from digest.delivery.sender import Sender
+from digest.delivery.transports import make_transport
+from digest.editorial import editions
+from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
-from digest.transports import make_transport
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import COMPLAINED, CONFIRMED, PENDING, UNSUBSCRIBED, Subscriber
 from subscribers.tokens import make_token
@@ -78,7 +80,7 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
         for r in readers:
             store.add(s, r, "Reader", status=CONFIRMED)
     add_picks(srv, 0, 3)
-    this_week = issues.current_key(settings)
+    this_week = editions.current_key(settings)
     send_issue(srv, settings, this_week)
     by_rcpt = {m.rcpt_tos[0]: parse(m.data) for m in smtp_server.messages}
     assert sorted(by_rcpt) == readers
@@ -104,7 +106,7 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
 
     smtp_server.handler.messages.clear()
     add_picks(srv, 3, 2)
-    next_week = issues.week_key(utcnow() + timedelta(days=7), settings)
+    next_week = editions.week_key(utcnow() + timedelta(days=7), settings)
     send_issue(srv, settings, next_week)
     assert sorted(smtp_server.handler.recipients()) == readers[2:]
 

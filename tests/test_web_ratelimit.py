@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from digest.db import session_scope, utcnow
+from digest.clock import utcnow
+from digest.store.engine import session_scope
 from digest.web import ratelimit
 from digest.web.models import ThrottleEvent
 from digest.web.ratelimit import Limit

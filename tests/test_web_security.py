@@ -6,9 +6,9 @@ import socket
 
 import httpx
 
-from digest import campaign
-from digest.db import session_scope
-from digest.picks import add_pick, validate_pick
+from digest.delivery import campaign
+from digest.editorial.picks import add_pick, validate_pick
+from digest.store.engine import session_scope
 from tests.samples import sample_pick
 from tests.webtools import LiveServer, csrf_of, desk_client
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from digest import claims, ledger
-from digest.db import session_scope
+from digest.delivery import claims, ledger
+from digest.delivery.models import OWED, SENT_OK, Delivery, Worker
+from digest.delivery.worker import Worker as DigestWorker
+from digest.editorial.models import SENDING, SENT, Issue
 from digest.errors import StateError
-from digest.models import OWED, SENDING, SENT, SENT_OK, Delivery, Issue, Worker
 from digest.settings import load_settings
-from digest.worker import Worker as DigestWorker
+from digest.store.engine import session_scope
 from subscribers.model import Subscriber
 from tests.sending import add_picks, add_subscribers, started_send
 from tests.smtpd import SMTPServer, free_port

@@ -22,8 +22,8 @@ import uvicorn
 from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 
-from digest.db import session_scope
 from digest.settings import Settings
+from digest.store.engine import session_scope
 from digest.web import editors
 from digest.web.app import create_app
 

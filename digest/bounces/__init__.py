@@ -22,9 +22,9 @@ from digest.bounces.apply import apply
 from digest.bounces.imap import ImapSource
 from digest.bounces.maildir import MaildirSource
 from digest.bounces.reports import Notice, parse
-from digest.db import session_scope
 from digest.errors import SettingsError
 from digest.settings import Settings
+from digest.store.engine import session_scope
 
 log = logging.getLogger("digest.bounces")
 

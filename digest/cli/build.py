@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from digest import campaign, issues, ledger, preflight
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
-from digest.db import session_scope
+from digest.delivery import campaign, ledger
+from digest.editorial import editions, preflight
+from digest.store.engine import session_scope
 
 issues_app = typer.Typer(help="List issues and edit the subject, preheader and intro.")
 app.add_typer(issues_app, name="issues")
@@ -51,7 +52,7 @@ def list_() -> None:
     """Issues, newest first, with delivery counts."""
     with session_scope(engine()) as session:
         table = Table("key", "status", "subject", "sent", "owed", "failed", "skipped")
-        for row in issues.list_issues(session):
+        for row in editions.list_issues(session):
             c = ledger.counts(session, row.id)
             subject = (row.content or {}).get("subject") or row.subject
             table.add_row(
@@ -78,9 +79,9 @@ def edit(
     """Set the subject, preheader or intro (before the send starts; rebuild to see it)."""
     s = settings()
     with session_scope(engine()) as session:
-        row = issues.edit(
+        row = editions.edit(
             session,
-            issue or issues.current_key(s),
+            issue or editions.current_key(s),
             subject=subject,
             preheader=preheader,
             intro=intro,

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
-from digest.db import get_engine
 from digest.settings import Settings, load_settings
+from digest.store.engine import get_engine
 
 T = TypeVar("T")
 console = Console(highlight=False, soft_wrap=True, markup=False)

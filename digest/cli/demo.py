@@ -10,17 +10,17 @@ from pathlib import Path
 import typer
 import yaml
 
-from digest import campaign, issues, ledger, preflight
 from digest.cli import common
 from digest.cli.app import app
 from digest.cli.common import console, engine
 from digest.cli.send import _run
-from digest.db import session_scope
-from digest.models import SENT
-from digest.picks import add_pick, unfrozen
-from digest.transports import make_transport
-
-DATA = Path(__file__).resolve().parent.parent / "data"
+from digest.data import DATA_DIR as DATA
+from digest.delivery import campaign, ledger
+from digest.delivery.transports import make_transport
+from digest.editorial import editions, preflight
+from digest.editorial.models import SENT
+from digest.editorial.picks import add_pick, unfrozen
+from digest.store.engine import session_scope
 
 
 def _ensure_secret() -> None:
@@ -45,15 +45,15 @@ def demo() -> None:
     Sends to the outbox folder (DIGEST_OUTBOX_DIR) unless DIGEST_SMTP_HOST is set.
     Safe to run again: nothing is loaded twice and nobody gets the issue twice.
     """
-    from digest.pickimport import load_picks
+    from digest.editorial.pickimport import load_picks
     from subscribers import csvio
 
     _ensure_secret()
     s = common.settings()
     eng = engine()
-    key = issues.current_key(s)
+    key = editions.current_key(s)
     with session_scope(eng) as session:
-        row = issues.find_issue(session, key)
+        row = editions.find_issue(session, key)
         already_sent = row is not None and row.status == SENT
         added = 0
         if not already_sent and not unfrozen(session):
@@ -63,8 +63,8 @@ def demo() -> None:
         report = csvio.import_csv(session, DATA / "sample_subscribers.csv", confirmed=True)
         if not already_sent:
             meta = yaml.safe_load((DATA / "sample_issue.yaml").read_text(encoding="utf-8"))
-            draft = issues.draft(session, key)
-            issues.edit(
+            draft = editions.draft(session, key)
+            editions.edit(
                 session,
                 key,
                 subject=None if draft.subject else meta.get("subject"),
@@ -87,7 +87,7 @@ def demo() -> None:
         console.print(result.summary())
         console.print(f"Rendered files: {paths.html}  {paths.text}  {paths.eml}")
     with session_scope(eng) as session:
-        counts = ledger.counts(session, issues.get_issue(session, key).id)
+        counts = ledger.counts(session, editions.get_issue(session, key).id)
     where = (
         f"the SMTP server {s.smtp_host}"
         if s.uses_smtp

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from digest import dkim, dkimkeys
 from digest.cli.app import app
 from digest.cli.common import fail, settings
+from digest.delivery import dkim, dkimkeys
 
 dkim_app = typer.Typer(help="DKIM signing keys: make one, check a signed message.")
 app.add_typer(dkim_app, name="dkim")

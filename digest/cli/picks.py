@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from digest import picks as store
 from digest.cli.common import console, engine, settings
-from digest.db import session_scope
+from digest.editorial import picks as store
 from digest.errors import InputError
+from digest.store.engine import session_scope
 
 picks_app = typer.Typer(
     help="Add, list, reorder and remove this week's picks.", no_args_is_help=True
@@ -64,7 +64,7 @@ def list_(
     """This week's picks, in the order they will appear."""
     from sqlalchemy import select
 
-    from digest.models import Pick
+    from digest.editorial.models import Pick
 
     with session_scope(engine()) as session:
         if all_:
@@ -126,7 +126,7 @@ def import_(
 
     Any bad record stops the import and nothing is added, unless --skip-invalid.
     """
-    from digest.pickimport import load_picks
+    from digest.editorial.pickimport import load_picks
 
     s = settings()
     result = load_picks(source, s.sections, skip_invalid=skip_invalid)

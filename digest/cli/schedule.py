@@ -11,9 +11,9 @@ import typer
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
-from digest.scheduler import check, run_scheduler
-from digest.scheduler_trigger import describe, describe_duration, next_fire_times
-from digest.sender import install_signal_handlers
+from digest.delivery.sender import install_signal_handlers
+from digest.scheduling.scheduler import check, run_scheduler
+from digest.scheduling.trigger import describe, describe_duration, next_fire_times
 from digest.settings import Settings
 
 

@@ -8,16 +8,18 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from digest import campaign, issues, ledger, preflight, presence
 from digest.cli.app import app
 from digest.cli.build import IssueOpt
 from digest.cli.common import console, engine, settings
-from digest.db import session_scope
+from digest.delivery import campaign, ledger, presence
+from digest.delivery.models import SENT_OK
+from digest.delivery.sender import Sender, SendReport, install_signal_handlers
+from digest.delivery.transports import make_transport
+from digest.delivery.transports.base import Outcome
+from digest.editorial import editions, preflight
+from digest.editorial.models import DRAFT, SENT
 from digest.errors import NotFound
-from digest.models import DRAFT, SENT, SENT_OK
-from digest.sender import Sender, SendReport, install_signal_handlers
-from digest.transports import make_transport
-from digest.transports.base import Outcome
+from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import CONFIRMED
 
@@ -108,11 +110,11 @@ def _dry_run(key: str | None) -> None:
     s = settings()
     eng = engine()
     with session_scope(eng) as session:
-        row = issues.resumable(session) if key is None else None
-        key = row.key if row else (key or issues.current_key(s))
-        row = issues.find_issue(session, issues.check_key(key))
+        row = editions.resumable(session) if key is None else None
+        key = row.key if row else (key or editions.current_key(s))
+        row = editions.find_issue(session, editions.check_key(key))
         if row is None or row.status == DRAFT or row.status == "frozen":
-            row = issues.freeze(session, s, key)
+            row = editions.freeze(session, s, key)
         c = ledger.counts(session, row.id)
         owed = c["pending"] + c["deferred"]
         new = store.count(session).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
@@ -132,9 +134,9 @@ def _status(key: str | None, recipient: str | None) -> None:
     s = settings()
     with session_scope(engine()) as session:
         if key:
-            row = issues.get_issue(session, key)
+            row = editions.get_issue(session, key)
         else:
-            row = issues.resumable(session) or next(iter(issues.list_issues(session, 1)), None)
+            row = editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
             if row is None:
                 raise NotFound("no issue yet (see `digest build`)")
         c = ledger.counts(session, row.id)
@@ -174,9 +176,9 @@ def test_send(
     """Send the issue with a [TEST] subject to these addresses; the ledger is untouched."""
     s = settings()
     with session_scope(engine()) as session:
-        row = issues.find_issue(session, issues.check_key(issue or issues.current_key(s)))
+        row = editions.find_issue(session, editions.check_key(issue or editions.current_key(s)))
         if row is None or row.status == DRAFT:
-            row = issues.freeze(session, s, issue)
+            row = editions.freeze(session, s, issue)
     results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
     bad = 0
     for email, res in results:

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, err, fail, settings
-from digest.db import session_scope
 from digest.errors import InputError
+from digest.store.engine import session_scope
 from digest.web import editors as store
 
 editors_app = typer.Typer(help="Editors: who may sign in to the desk.", no_args_is_help=True)

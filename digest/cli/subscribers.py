@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from digest.cli.common import console, engine
-from digest.db import session_scope
+from digest.store.engine import session_scope
 from subscribers import csvio, store
 from subscribers.model import CONFIRMED, PENDING, STATUSES
 

@@ -9,9 +9,9 @@ import typer
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
+from digest.delivery.sender import SendReport, install_signal_handlers
+from digest.delivery.worker import SQLITE_REFUSAL, Worker, WorkerReport
 from digest.errors import StateError
-from digest.sender import SendReport, install_signal_handlers
-from digest.worker import SQLITE_REFUSAL, Worker, WorkerReport
 
 
 @app.command("worker")

@@ -22,8 +22,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from digest.db import get_engine, session_scope
 from digest.settings import Settings
+from digest.store.engine import get_engine, session_scope
 from digest.web import archive, auth, desk, preview, public, ratelimit
 from digest.web.pages import STATIC_DIR, render
 from digest.web.security import SecurityMiddleware
@@ -86,7 +86,7 @@ async def scheduler_hook(settings: Settings) -> AsyncIterator[None]:
     if not settings.serve_scheduler:
         yield
         return
-    from digest.scheduler import scheduler_in_background
+    from digest.scheduling.scheduler import scheduler_in_background
 
     async with scheduler_in_background(settings):
         log.info("scheduler running in-process (DIGEST_SCHEDULE=%r)", settings.schedule)

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import issues
+from digest.editorial import editions
+from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial.render import SUPPORT_FREQUENCIES, web_version
 from digest.errors import InputError
-from digest.models import SENDING, SENT, Issue
-from digest.render import SUPPORT_FREQUENCIES, web_version
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from digest.web.security import email_csp
@@ -46,10 +46,10 @@ async def index(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     try:
-        key = issues.check_key(request.path_params["key"])
+        key = editions.check_key(request.path_params["key"])
     except InputError:
         raise HTTPException(404, "There is no such issue.") from None
-    row = await db(request, lambda s: issues.find_issue(s, key))
+    row = await db(request, lambda s: editions.find_issue(s, key))
     if row is None or row.status not in PUBLISHED or not row.html:
         raise HTTPException(404, f"Issue {key} has not been published.")
     return HTMLResponse(

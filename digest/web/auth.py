@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.db import utcnow
+from digest.clock import utcnow
 from digest.web import editors, ratelimit
 from digest.web.context import db, settings_of
 from digest.web.editors import EditorInfo

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from digest.db import session_scope
 from digest.settings import Settings
+from digest.store.engine import session_scope
 
 T = TypeVar("T")
 

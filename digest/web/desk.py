@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import issues, ledger, picks
+from digest.delivery import ledger
+from digest.editorial import editions, picks
+from digest.editorial.models import Issue, Pick
 from digest.errors import DigestError, InputError, NotFound, SettingsError, StateError
-from digest.models import Issue, Pick
 from digest.web.auth import editor_required
 from digest.web.context import db, settings_of
 from digest.web.pages import render
@@ -64,10 +65,10 @@ def _state(session: Session, request: Request) -> DeskState:
     key = working_key(session, settings)
     past = [
         (row, ledger.counts(session, row.id))
-        for row in issues.list_issues(session, 20)
+        for row in editions.list_issues(session, 20)
         if row.key != key
     ]
-    return DeskState(key, issues.find_issue(session, key), picks.unfrozen(session), past)
+    return DeskState(key, editions.find_issue(session, key), picks.unfrozen(session), past)
 
 
 def pick_data(form: FormData, sections: list[str]) -> dict[str, Any]:
@@ -272,10 +273,10 @@ async def edit_issue(request: Request) -> Response:
     settings = settings_of(request)
 
     def go(session: Session) -> None:
-        key = issues.check_key(str(form.get("key") or ""))
+        key = editions.check_key(str(form.get("key") or ""))
         if key != working_key(session, settings):
             raise StateError(f"issue {key} is no longer the one being prepared; reload the desk")
-        issues.edit(
+        editions.edit(
             session,
             key,
             subject=str(form.get("subject") or ""),

@@ -16,7 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from digest.db import utcnow
+from digest.clock import utcnow
 from digest.errors import InputError, NotFound, StateError
 from digest.web.models import Editor, EditorSession
 from subscribers.addresses import normalise_email

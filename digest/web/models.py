@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from digest.db import Base, utcnow
+from digest.clock import utcnow
+from digest.store.base import Base
 
 
 class Editor(Base):

@@ -18,11 +18,11 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from digest.render import date_label, issue_label
-from digest.settings import PROJECT_ROOT, Settings
+from digest.editorial.render import date_label, issue_label
+from digest.resources import builtin_templates
+from digest.settings import Settings
 from digest.web.security import CSRF_FIELD, csrf_token
 
-WEB_TEMPLATES = PROJECT_ROOT / "templates" / "web"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
@@ -61,14 +61,13 @@ def static_url(name: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def environment(templates_dir: str) -> jinja2.Environment:
+def environment(templates_dir: str | None) -> jinja2.Environment:
+    """Pages from `web/` in DIGEST_TEMPLATES_DIR first, then the built-in ones."""
+    folders = [str(builtin_templates() / "web")]
+    if templates_dir is not None:
+        folders.insert(0, str(Path(templates_dir) / "web"))
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader(
-            [
-                jinja2.FileSystemLoader(str(Path(templates_dir) / "web")),
-                jinja2.FileSystemLoader(str(WEB_TEMPLATES)),
-            ]
-        ),
+        loader=jinja2.FileSystemLoader(folders),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -101,7 +100,8 @@ def render(
 ) -> HTMLResponse:
     """Render templates/web/`name` into an HTML response."""
     settings: Settings = request.app.state.settings
-    env = environment(str(Path(settings.templates_dir).resolve()))
+    override = settings.templates_dir
+    env = environment(str(Path(override).resolve()) if override is not None else None)
     ctx = {
         "request": request,
         "site": site(settings),

@@ -24,13 +24,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from digest import campaign, issues, ledger, preflight
-from digest.db import session_scope
+from digest.delivery import campaign, ledger
+from digest.delivery.transports import make_transport
+from digest.delivery.transports.base import Outcome
+from digest.editorial import editions, preflight
+from digest.editorial.models import DRAFT, FROZEN, SENDING, SENT, Issue
 from digest.errors import DigestError, InputError, StateError, TransportError
-from digest.models import DRAFT, FROZEN, SENDING, SENT, Issue
 from digest.settings import Settings
-from digest.transports import make_transport
-from digest.transports.base import Outcome
+from digest.store.engine import session_scope
 from digest.web.auth import editor_required
 from digest.web.context import db, engine_of, settings_of
 from digest.web.pages import render
@@ -78,7 +79,7 @@ def dark_variant(html: str) -> str:
 
 def _key(request: Request) -> str:
     try:
-        return issues.check_key(request.path_params["key"])
+        return editions.check_key(request.path_params["key"])
     except InputError:
         raise HTTPException(404, "No such issue.") from None
 
@@ -88,7 +89,7 @@ def _load(request: Request, key: str, *, build: bool) -> tuple[Issue | None, str
     settings = settings_of(request)
     engine = engine_of(request)
     with session_scope(engine) as session:
-        issue = issues.find_issue(session, key)
+        issue = editions.find_issue(session, key)
         working = key == working_key(session, settings)
     if issue is None and not working:
         raise HTTPException(404, f"There is no issue {key}.")
@@ -231,7 +232,7 @@ async def test_send(request: Request) -> Response:
 
 def progress_data(session: Session, key: str) -> dict[str, Any]:
     """Delivery counts of one issue, for the progress page and its JSON twin."""
-    issue = issues.find_issue(session, key)
+    issue = editions.find_issue(session, key)
     if issue is None:
         raise HTTPException(404, f"There is no issue {key}.")
     counts = ledger.counts(session, issue.id)

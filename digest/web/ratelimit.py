@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from digest.db import utcnow
+from digest.clock import utcnow
 from digest.web.models import ThrottleEvent
 
 

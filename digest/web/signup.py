@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from digest.db import utcnow
+from digest.clock import utcnow
+from digest.delivery.message import MessageTemplate, Recipient
+from digest.delivery.transports import make_transport
+from digest.delivery.transports.base import Outbound, Outcome
+from digest.editorial.render import render_confirmation
 from digest.errors import DigestError
-from digest.message import MessageTemplate, Recipient
-from digest.render import render_confirmation
 from digest.settings import Settings
-from digest.transports import make_transport
-from digest.transports.base import Outbound, Outcome
 from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, make_token
 
@@ -33,7 +33,7 @@ def subject(settings: Settings) -> str:
 
 def confirmation_message(settings: Settings, subscriber_id: int, email: str) -> bytes:
     """The complete confirmation email for one address (SMTP-ready bytes)."""
-    from digest.dkim import signer_for
+    from digest.delivery.dkim import signer_for
 
     rendered = render_confirmation(settings, confirm_url(settings, subscriber_id), "")
     template = MessageTemplate(

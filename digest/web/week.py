@@ -11,20 +11,20 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from digest import issues
-from digest.db import utcnow
-from digest.models import SENDING, SENT
-from digest.scheduler_trigger import next_fire_times
+from digest.clock import utcnow
+from digest.editorial import editions
+from digest.editorial.models import SENDING, SENT
+from digest.scheduling.trigger import next_fire_times
 from digest.settings import Settings
 
 
 def working_key(session: Session, settings: Settings, now: datetime | None = None) -> str:
     """This week's key, or next week's once this week's issue has started sending."""
     now = now or utcnow()
-    key = issues.current_key(settings, now)
-    row = issues.find_issue(session, key)
+    key = editions.current_key(settings, now)
+    row = editions.find_issue(session, key)
     if row is not None and row.status in (SENDING, SENT):
-        return issues.week_key(now + timedelta(days=7), settings)
+        return editions.week_key(now + timedelta(days=7), settings)
     return key
 
 

@@ -1,0 +1,183 @@
+"""Leases on deliveries: which sender is sending which rows right now.
+
+Any number of senders (`digest send`, `digest worker`, schedulers; on one machine
+or many) share one ledger. A sender claims a batch of owed rows that are due by
+writing its claim token and a lease expiry into them in one UPDATE: on PostgreSQL
+the rows are chosen with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent claimers
+neither wait for nor take each other's rows; on SQLite the statement is atomic
+because writes are serialised. A sender renews its leases while it lives
+(`extend`); rows whose lease ran out because their sender died are claimable
+again. On PostgreSQL lease times come from the database's clock, so machines with
+skewed clocks still agree on when a lease ends.
+
+A claim token is `<worker id>/<batch number>`, one per batch: a claim retried
+because its answer was lost with the connection first gives back whatever that
+token may already hold, so no row is ever held by a batch nobody is sending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, Interval, case, func, literal, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from digest.clock import utcnow
+from digest.delivery.ledger import Row
+from digest.delivery.models import OWED, Delivery
+from digest.editorial.models import SENDING, Issue
+from subscribers.model import Subscriber
+
+TABLE = Delivery.__table__
+
+
+def _pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def now_sql(session: Session, offset: float = 0.0) -> ColumnElement[Any]:
+    """The database's now (+ `offset` seconds) on PostgreSQL; this machine's on SQLite."""
+    if _pg(session):
+        if not offset:
+            return func.now()
+        return func.now() + literal(timedelta(seconds=offset), Interval())
+    return literal(utcnow() + timedelta(seconds=offset), DateTime(timezone=True))
+
+
+def _free(now: ColumnElement[Any]) -> ColumnElement[bool]:
+    return or_(TABLE.c.claimed_by.is_(None), TABLE.c.lease_until < now)
+
+
+def _due(now: ColumnElement[Any]) -> ColumnElement[bool]:
+    return or_(TABLE.c.next_attempt_at.is_(None), TABLE.c.next_attempt_at <= now)
+
+
+def claim(
+    session: Session, issue_id: int, token: str, limit: int, lease_seconds: float
+) -> list[Row]:
+    """Claim up to `limit` owed, due, unheld rows of the issue for `token`; return them."""
+    release(session, [token])
+    now = now_sql(session)
+    pick = (
+        select(TABLE.c.id)
+        .where(TABLE.c.issue_id == issue_id, TABLE.c.status.in_(OWED), _due(now), _free(now))
+        .order_by(TABLE.c.id)
+        .limit(limit)
+    )
+    if _pg(session):
+        pick = pick.with_for_update(skip_locked=True)
+    session.execute(
+        update(TABLE)
+        .where(TABLE.c.id.in_(pick.scalar_subquery()))
+        .values(claimed_by=token, lease_until=now_sql(session, lease_seconds))
+    )
+    return held(session, token)
+
+
+def held(session: Session, token: str) -> list[Row]:
+    """The owed rows `token` holds, with what is needed to build their messages."""
+    rows = session.execute(
+        select(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.attempts,
+            Subscriber.email,
+            Subscriber.name,
+            Subscriber.status,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.claimed_by == token, Delivery.status.in_(OWED))
+        .order_by(Delivery.id)
+    )
+    return [Row(*r, token=token) for r in rows]
+
+
+def extend(session: Session, tokens: list[str], lease_seconds: float) -> int:
+    """Renew the lease of every row these tokens hold (the heartbeat)."""
+    if not tokens:
+        return 0
+    result = session.execute(
+        update(TABLE)
+        .where(TABLE.c.claimed_by.in_(tokens))
+        .values(lease_until=now_sql(session, lease_seconds))
+    )
+    return result.rowcount or 0
+
+
+def release(session: Session, tokens: list[str]) -> int:
+    """Give back what these tokens hold (stop, or a claim being retried)."""
+    if not tokens:
+        return 0
+    result = session.execute(
+        update(TABLE)
+        .where(TABLE.c.claimed_by.in_(tokens))
+        .values(claimed_by=None, lease_until=None)
+    )
+    return result.rowcount or 0
+
+
+def release_worker(session: Session, worker_id: str) -> int:
+    """Give back everything a worker that is known to be dead still holds."""
+    result = session.execute(
+        update(TABLE)
+        .where(TABLE.c.claimed_by.startswith(worker_id + "/", autoescape=True))
+        .values(claimed_by=None, lease_until=None)
+    )
+    return result.rowcount or 0
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What is left of a send, seen from a sender that has nothing in hand."""
+
+    owed: int  # pending + deferred, whoever holds them
+    held: int  # of those, under another sender's live lease
+    claimable: int  # of those, free and due now
+    next_at: datetime | None  # when the next held or deferred one may become claimable
+
+    def wait(self, poll: float) -> float:
+        """Seconds to sleep before looking again (never longer than `poll`)."""
+        if self.claimable:
+            return 0.0
+        if self.next_at is None:
+            return poll
+        return min(poll, max(0.01, (self.next_at - utcnow()).total_seconds()))
+
+
+def outlook(session: Session, issue_id: int | None = None) -> Outlook:
+    """The state of owed rows for one issue, or for every issue that is sending."""
+    now = now_sql(session)
+    live = TABLE.c.claimed_by.is_not(None) & (TABLE.c.lease_until >= now)
+    ready = ~live & _due(now)
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(case((live, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((ready, 1), else_=0)), 0),
+        func.min(case((live, TABLE.c.lease_until), else_=TABLE.c.next_attempt_at)),
+    ).where(TABLE.c.status.in_(OWED))
+    if issue_id is None:
+        sending = select(Issue.id).where(Issue.status == SENDING)
+        query = query.where(TABLE.c.issue_id.in_(sending.scalar_subquery()))
+    else:
+        query = query.where(TABLE.c.issue_id == issue_id)
+    owed, held_n, claimable, next_at = session.execute(query).one()
+    if isinstance(next_at, str):  # SQLite: min() over a CASE loses the column's type
+        next_at = datetime.fromisoformat(next_at)
+    if next_at is not None and next_at.tzinfo is None:
+        next_at = next_at.replace(tzinfo=UTC)
+    return Outlook(int(owed), int(held_n), int(claimable), next_at)
+
+
+def claimable_issue(session: Session) -> int | None:
+    """The oldest issue that is sending and has rows a sender could claim now."""
+    now = now_sql(session)
+    return session.scalar(
+        select(TABLE.c.issue_id)
+        .join(Issue, Issue.id == TABLE.c.issue_id)
+        .where(Issue.status == SENDING, TABLE.c.status.in_(OWED), _due(now), _free(now))
+        .order_by(TABLE.c.issue_id)
+        .limit(1)
+    )

@@ -1,0 +1,246 @@
+"""Per-recipient messages from bytes prepared once per issue.
+
+`MessageTemplate` encodes the whole MIME message once (headers, both parts, QP),
+leaving gaps where the personal values go: the To header, the Message-ID, the
+List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts.
+`build()` only encodes those few values and joins bytes, which is what keeps
+assembly at microseconds instead of the ~11 ms an EmailMessage costs.
+
+The output is SMTP-ready: CRLF line endings and no line starting with a dot.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.header import Header
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from digest.delivery import qp
+from digest.delivery.transports.base import SMTPReady, is_smtp_ready
+from digest.editorial import slots
+from digest.editorial.render import RenderedIssue
+from digest.settings import Settings
+
+if TYPE_CHECKING:
+    from digest.delivery.dkim import Signer
+
+_SMTP = policy.SMTP.clone(max_line_length=78)
+_SMTP_UTF8 = policy.SMTPUTF8.clone(max_line_length=78)
+_SIMPLE_NAME = re.compile(r"[A-Za-z0-9 .'\-]{0,60}\Z")
+_SIMPLE_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+\Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Gaps in the prepared message, in the order they are filled.
+TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
+
+
+def fold_header(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """One header line, RFC 2047-encoded and folded by the stdlib (used once per issue)."""
+    return (
+        (_SMTP_UTF8 if utf8 else _SMTP)
+        .header_factory(name, value)
+        .fold(policy=_SMTP_UTF8 if utf8 else _SMTP)
+        .encode("utf-8")
+    )
+
+
+def encoded_words(name: str, text: str) -> bytes:
+    """`text` as RFC 2047 encoded words, folded: what text that contains "=?" needs.
+
+    The stdlib parses a header value before folding it, decoding anything shaped like
+    an encoded word on the way: a subject or name holding "=?utf-8?q?=0D=0ABcc:_x?="
+    would come out as a real line break and a forged header. Encoded by us, it is
+    decoded by the reader back to exactly what was typed.
+    """
+    return Header(text, "utf-8", maxlinelen=78, header_name=name).encode(linesep="\r\n").encode()
+
+
+def subject_header(subject: str) -> bytes:
+    # Non-ASCII too: the stdlib's folder can drop a space between encoded words.
+    if "=?" in subject or not subject.isascii():
+        return b"Subject: " + encoded_words("Subject", subject) + b"\r\n"
+    return fold_header("Subject", subject)
+
+
+def to_header(email: str, name: str) -> bytes:
+    """The To header for one recipient; fast for plain names, correct for any.
+
+    Not left to the stdlib: it drops the quotes of a long display name holding
+    specials when folding it (a name with "(", "<" or "@" would then re-parse as
+    another address) and decodes "=?" text first (see encoded_words).
+    """
+    name = _CONTROL.sub(" ", name).strip()
+    if _SIMPLE_ADDR.match(email) and _SIMPLE_NAME.match(name):
+        if not name:
+            return f"To: {email}\r\n".encode()
+        return f'To: "{name}" <{email}>\r\n'.encode()
+    if not name:
+        return f"To: <{email}>\r\n".encode()
+    if name.isascii() and "=?" not in name:  # a quoted-string; names are at most 200 chars
+        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+        return f'To: "{quoted}"\r\n <{email}>\r\n'.encode()
+    return b"To: " + encoded_words("To", name) + f"\r\n <{email}>\r\n".encode()
+
+
+def greeting(name: str) -> str:
+    name = _CONTROL.sub(" ", name).strip()
+    first = name.split()[0] if name else ""
+    return f"Hello {first}," if first else "Hello,"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    name: str
+    token: str
+
+
+#: A made-up recipient whose message proves a template's static runs SMTP-ready.
+_SAMPLE = Recipient(0, "reader@example.com", "Sample Reader", "A" * 22)
+
+
+class MessageTemplate:
+    """The issue's message, encoded once; `build()` splices one recipient in."""
+
+    def __init__(
+        self,
+        rendered: RenderedIssue,
+        *,
+        settings: Settings,
+        issue_key: str,
+        subject: str,
+        date: datetime,
+        nonce: str | None = None,
+        extra_headers: dict[str, str] | None = None,
+        signer: Signer | None = None,
+    ) -> None:
+        """`signer` (digest.dkim) adds a DKIM-Signature to every built message."""
+        self.issue_key = issue_key
+        self.signer = signer
+        self.domain = settings.sender_domain
+        self.nonce = nonce or secrets.token_hex(4)
+        self.unsub_base = f"{settings.base_url}/unsubscribe/"
+        self.mailto = settings.effective_unsubscribe_mailto
+        self.msgid_prefix = f"<{issue_key}.".encode()
+        self.msgid_suffix = f".{self.nonce}@{self.domain}>\r\n".encode()
+        boundary = f"=_digest_{secrets.token_hex(12)}"
+
+        head = [
+            fold_header("Date", format_datetime(date)),
+            fold_header("From", settings.from_),
+        ]
+        tail = [
+            subject_header(subject),
+            b"MIME-Version: 1.0\r\n",
+            fold_header("List-Id", f"{settings.list_name} <{settings.effective_list_id}>"),
+        ]
+        post = [b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"]
+        if settings.reply_to:
+            post.append(fold_header("Reply-To", settings.reply_to))
+        post.append(b"Precedence: bulk\r\n")
+        post.append(fold_header("X-Digest-Issue", issue_key))
+        for name, value in (extra_headers or {}).items():
+            post.append(fold_header(name, value))
+        post.append(
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode()
+        )
+
+        text_parts = _split(rendered.text)
+        html_parts = _split(rendered.html)
+        part_head = (
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        html_head = (
+            f"\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        ).encode()
+        end = f"\r\n--{boundary}--\r\n".encode()
+
+        # Static runs between the gaps; gap kinds tell build() what to put there.
+        self._static: list[bytes] = [b"".join(head)]
+        self._gaps: list[int] = [TO]
+        self._static.append(b"Message-ID: " + self.msgid_prefix)
+        self._gaps.append(MSGID)
+        self._static.append(self.msgid_suffix + b"".join(tail))
+        self._gaps.append(UNSUB_HEADER)
+        pending = b"".join(post) + part_head
+        for parts, gap_g, gap_u, closing in (
+            (text_parts, TEXT_GREETING, TEXT_UNSUB, html_head),
+            (html_parts, HTML_GREETING, HTML_UNSUB, end),
+        ):
+            for chunk, marker in parts:
+                encoded = qp.encode(chunk.encode("utf-8"))
+                if marker is None:
+                    pending += encoded + closing
+                else:
+                    pending += qp.seal(encoded)
+                    self._static.append(pending)
+                    self._gaps.append(gap_g if marker == slots.GREETING else gap_u)
+                    pending = b""
+        self._static.append(pending)
+        self.size_estimate = sum(map(len, self._static)) + 400
+        if signer is not None:
+            self.size_estimate += signer.header_size
+        # build() vouches for its output (SMTPReady: the transport skips its scan)
+        # once a sample proves the static runs SMTP-ready; personal runs are made so.
+        ready = is_smtp_ready(b"".join(self._pieces(_SAMPLE)))
+        self._wrap: type[bytes] = SMTPReady if ready else bytes
+
+    def build(self, r: Recipient) -> bytes:
+        """The full message for one recipient (SMTP-ready bytes)."""
+        out = self._pieces(r)
+        if self.signer is not None:  # static pieces are canonicalised once, then remembered
+            return self._wrap(self.signer.sign_pieces(out))  # its header is SMTP-ready too
+        return self._wrap(b"".join(out))
+
+    def _pieces(self, r: Recipient) -> list[bytes]:
+        """Static runs with the recipient's values in the gaps, ready to join."""
+        url = self.unsub_base + r.token
+        url_run = qp.encode_run(url.encode())  # the token is URL-safe: no escaping needed
+        text_greeting, html_greeting = _greeting_runs(greeting(r.name))
+        values = {
+            TO: to_header(r.email, r.name),
+            MSGID: str(r.subscriber_id).encode(),
+            UNSUB_HEADER: (
+                f"List-Unsubscribe: <{url}>,\r\n <mailto:{self.mailto}"
+                f"?subject=unsubscribe-{r.token}>\r\n"
+            ).encode(),
+            TEXT_GREETING: text_greeting,
+            HTML_GREETING: html_greeting,
+            TEXT_UNSUB: url_run,
+            HTML_UNSUB: url_run,
+        }
+        out = [self._static[0]]
+        for gap, static in zip(self._gaps, self._static[1:]):
+            out.append(values[gap])
+            out.append(static)
+        return out
+
+
+@lru_cache(maxsize=4096)
+def _greeting_runs(text: str) -> tuple[bytes, bytes]:
+    """The greeting QP-encoded for the text and the HTML part (first names repeat)."""
+    return (
+        qp.encode_run(text.encode()),
+        qp.encode_run(html.escape(text, quote=False).encode()),
+    )
+
+
+def _split(body: str) -> list[tuple[str, str | None]]:
+    """Cut a rendered part at slot markers: [(text_before, marker_or_None), ...]."""
+    pattern = "(" + "|".join(re.escape(m) for m in slots.ALL) + ")"
+    pieces = re.split(pattern, body)
+    out: list[tuple[str, str | None]] = []
+    for i in range(0, len(pieces), 2):
+        marker = pieces[i + 1] if i + 1 < len(pieces) else None
+        out.append((pieces[i], marker))
+    return out

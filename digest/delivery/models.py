@@ -1,0 +1,89 @@
+"""Tables of the delivery stage: the ledger, and the senders working on it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from digest.clock import utcnow
+from digest.editorial.models import Issue  # noqa: F401 - the ledger refers to issues
+from digest.store.base import Base, EnumText, UTCDateTime
+from subscribers.model import Subscriber  # noqa: F401 - the ledger refers to subscribers
+
+
+class DeliveryStatus(enum.StrEnum):
+    """pending/deferred are still owed; sent/failed/skipped are final."""
+
+    PENDING = "pending"
+    DEFERRED = "deferred"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+PENDING, DEFERRED, SENT_OK, FAILED, SKIPPED = (
+    DeliveryStatus.PENDING,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+)
+OWED = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
+
+
+class Delivery(Base):
+    """The ledger: one row per issue x subscriber, the truth about who got what."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        EnumText(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_reply: Mapped[str] = mapped_column(Text, default="")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(120))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
+        Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
+        # Heartbeats and releases look rows up by claim token; most rows have none.
+        Index(
+            "ix_deliveries_claimed_by",
+            "claimed_by",
+            postgresql_where=text("claimed_by IS NOT NULL"),
+            sqlite_where=text("claimed_by IS NOT NULL"),
+        ),
+    )
+
+
+class Worker(Base):
+    """A process sending (or ready to send) right now: `digest send` or `digest worker`.
+
+    Lets `digest send --status` show who is working, and lets a sender on the same
+    machine see at once that another one died (its pid is gone) instead of waiting
+    for its leases to run out. Rows are removed on a clean exit.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="worker")
+    host: Mapped[str] = mapped_column(String(255))
+    #: host plus PID namespace: the same node means the same process table.
+    node: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
+    sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,113 @@
+"""The store: one SQLAlchemy engine per database URL, migrated by Alembic on open.
+
+SQLite by default (WAL, one writer, zero set-up); PostgreSQL by URL for scale-out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from digest.errors import DigestError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_migrated: set[str] = set()
+MIGRATION_LOCK = 0x64696765  # pg_advisory_xact_lock key held while migrating ("dige")
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def get_engine(url: str, *, pool_size: int = 5, migrate: bool = True) -> Engine:
+    """The engine for `url`, created once per process and migrated to head."""
+    url = normalise_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                engine = create_engine(url, connect_args={"check_same_thread": False})
+                event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = create_engine(
+                    url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                )
+            _engines[url] = engine
+        if migrate and url not in _migrated:
+            upgrade(engine)
+            _migrated.add(url)
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Run Alembic migrations to head on `engine`."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several processes may open a fresh database at once: one migrates,
+                # the others wait here and then find it at head.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except Exception as exc:
+        if isinstance(exc, DigestError):
+            raise
+        raise DigestError(f"DIGEST_DATABASE_URL: cannot open the database: {_short(exc)}") from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def dispose_all() -> None:
+    """Close every engine (tests, forked workers)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+        _migrated.clear()
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
