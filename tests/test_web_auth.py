@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import update
 
 from digest.clock import utcnow
+from digest.editors import store as editors
+from digest.editors.models import EditorSession
 from digest.store.engine import session_scope
-from digest.web import editors
-from digest.web.models import EditorSession
 from tests.webtools import EDITOR, PASSWORD, add_editor, csrf_of, desk_client, login
 
 DESK_GETS = ["/desk/", "/desk/picks/1", "/desk/issues/2026-W48", "/desk/issues/2026-W48/progress"]

@@ -22,9 +22,9 @@ import uvicorn
 from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 
+from digest.editors import store as editors
 from digest.settings import Settings
 from digest.store.engine import session_scope
-from digest.web import editors
 from digest.web.app import create_app
 
 EDITOR = "anna"

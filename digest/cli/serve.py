@@ -17,9 +17,9 @@ from rich.table import Table
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, err, fail, settings
+from digest.editors import store
 from digest.errors import InputError
 from digest.store.engine import session_scope
-from digest.web import editors as store
 
 editors_app = typer.Typer(help="Editors: who may sign in to the desk.", no_args_is_help=True)
 app.add_typer(editors_app, name="editors")

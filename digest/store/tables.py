@@ -1,7 +1,8 @@
 """Every table of the installation, for migrations and tools that need the whole schema.
 
 Each stage owns its tables (`digest.editorial.models`, `digest.delivery.models`,
-`subscribers.model`, `digest.web.models`, `digest.store.leases`); the running code
+`subscribers.model`, `digest.editors.models`, `digest.store.leases`,
+`digest.store.throttle`); the running code
 imports only what it uses. This is the one place that imports them all, which only
 schema tools need (Alembic's environment, the tests' clean-up).
 """
@@ -13,9 +14,10 @@ import importlib
 MODEL_MODULES = (
     "subscribers.model",
     "digest.store.leases",
+    "digest.store.throttle",
+    "digest.editors.models",
     "digest.editorial.models",
     "digest.delivery.models",
-    "digest.web.models",
 )
 
 

@@ -95,7 +95,7 @@ async def scheduler_hook(settings: Settings) -> AsyncIterator[None]:
 
 def _purge(engine: Engine) -> None:
     with session_scope(engine) as session:
-        ratelimit.purge(session)
+        ratelimit.purge(session, ratelimit.LONGEST)
 
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette:

@@ -23,10 +23,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from digest.clock import utcnow
-from digest.web import editors, ratelimit
+from digest.editors import store as editors
+from digest.editors.models import Editor, EditorSession
+from digest.editors.store import EditorInfo
+from digest.web import ratelimit
 from digest.web.context import db, settings_of
-from digest.web.editors import EditorInfo
-from digest.web.models import Editor, EditorSession
 from digest.web.pages import render
 from digest.web.security import client_address, cookie_name, require_csrf, set_cookie, sign, unsign
 

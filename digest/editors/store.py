@@ -17,8 +17,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
+from digest.editors.models import Editor, EditorSession
 from digest.errors import InputError, NotFound, StateError
-from digest.web.models import Editor, EditorSession
 from subscribers.addresses import normalise_email
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")

@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from digest.clock import utcnow
 from digest.store.engine import session_scope
+from digest.store.throttle import ThrottleEvent
 from digest.web import ratelimit
-from digest.web.models import ThrottleEvent
 from digest.web.ratelimit import Limit
 
 LIMIT = Limit("test", 3, timedelta(minutes=10))
@@ -43,6 +43,6 @@ def test_keys_are_stored_hashed_and_old_events_purged(engine, settings) -> None:
         ratelimit.hit(s, LIMIT, "reader@example.com", secret, now=t0 - timedelta(days=2))
         keys = set(s.scalars(select(ThrottleEvent.key)))
         assert len(keys) == 1 and "reader" not in next(iter(keys)) and len(next(iter(keys))) == 64
-        assert ratelimit.purge(s, now=t0) == 1
+        assert ratelimit.purge(s, ratelimit.LONGEST, now=t0) == 1
         ratelimit.clear(s, LIMIT, "reader@example.com", secret)
         assert s.scalars(select(ThrottleEvent)).all() == []

@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from digest.cli import app, common
+from digest.editors import store as editors
 from digest.errors import InputError, NotFound, StateError
 from digest.store.engine import session_scope
-from digest.web import editors
 from tests.webtools import fast_password_hashing
 
 PASSWORD = "a long enough passphrase"

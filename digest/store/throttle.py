@@ -1,0 +1,107 @@
+"""Sliding-window limits kept in the database (sign-in failures, sign-ups, API calls).
+
+Kept in the store rather than in memory so limits hold across restarts and across
+several `digest serve` processes on one database. Keys (client addresses, editor
+names, email addresses) are stored only as keyed hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Index, Integer, String, delete, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from digest.clock import utcnow
+from digest.store.base import Base, UTCDateTime
+
+
+class ThrottleEvent(Base):
+    """One counted event (a failed sign-in, a sign-up) for sliding-window limits."""
+
+    __tablename__ = "throttle_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_throttle_events_scope_key_at", "scope", "key", "at"),
+        Index("ix_throttle_events_at", "at"),
+    )
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most `count` events per `window` for one key within `scope`."""
+
+    scope: str
+    count: int
+    window: timedelta
+
+
+def _key(secret: bytes, scope: str, value: str) -> str:
+    return hmac.new(secret, f"throttle\0{scope}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def retry_after(
+    session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
+) -> timedelta | None:
+    """None while under the limit; otherwise how long until the next event is allowed."""
+    now = now or utcnow()
+    since = now - limit.window
+    key = _key(secret, limit.scope, value)
+    n, oldest = session.execute(
+        select(func.count(), func.min(ThrottleEvent.at)).where(
+            ThrottleEvent.scope == limit.scope, ThrottleEvent.key == key, ThrottleEvent.at > since
+        )
+    ).one()
+    if n < limit.count:
+        return None
+    wait = oldest + limit.window - now
+    return max(wait, timedelta(seconds=1))
+
+
+def hit(
+    session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
+) -> None:
+    """Count one event, and forget this key's events that left the window."""
+    now = now or utcnow()
+    key = _key(secret, limit.scope, value)
+    session.execute(
+        delete(ThrottleEvent).where(
+            ThrottleEvent.scope == limit.scope,
+            ThrottleEvent.key == key,
+            ThrottleEvent.at <= now - limit.window,
+        )
+    )
+    session.add(ThrottleEvent(scope=limit.scope, key=key, at=now))
+    session.flush()
+
+
+def take(
+    session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
+) -> timedelta | None:
+    """Count an event if the limit allows it: None when counted, else the wait."""
+    wait = retry_after(session, limit, value, secret, now)
+    if wait is None:
+        hit(session, limit, value, secret, now)
+    return wait
+
+
+def clear(session: Session, limit: Limit, value: str, secret: bytes) -> None:
+    """Forget a key's events (a successful sign-in clears its failures)."""
+    key = _key(secret, limit.scope, value)
+    session.execute(
+        delete(ThrottleEvent).where(ThrottleEvent.scope == limit.scope, ThrottleEvent.key == key)
+    )
+
+
+def purge(session: Session, longest: timedelta, now: datetime | None = None) -> int:
+    """Delete every event older than `longest`, the longest window in use (at start-up)."""
+    cutoff = (now or utcnow()) - longest
+    return session.execute(delete(ThrottleEvent).where(ThrottleEvent.at < cutoff)).rowcount or 0
