@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, String, and_, bindparam, func, literal, select, update
@@ -19,11 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.delivery.models import DEFERRED, FAILED, OWED, PENDING, SENT_OK, SKIPPED, Delivery
+from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.transports.base import Outcome, Result
-from digest.editorial.models import SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from subscribers import store
-from subscribers.model import CONFIRMED, Subscriber
+from subscribers.model import Subscriber, SubscriberStatus
 
 log = logging.getLogger("digest.ledger")
 TABLE = Delivery.__table__
@@ -67,11 +67,11 @@ def fill(session: Session, issue: Issue) -> int:
     sel = select(
         literal(issue.id, Integer),
         Subscriber.id,
-        literal(PENDING, String),
+        literal(DeliveryStatus.PENDING, String),
         literal(0, Integer),
         literal("", String),
     ).where(
-        Subscriber.status == CONFIRMED,
+        Subscriber.status == SubscriberStatus.CONFIRMED,
         ~select(Delivery.id)
         .where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
         .exists(),
@@ -115,7 +115,12 @@ def record(
     now = stamp or utcnow()
     state = _claim_state(session, [row.id for row, _ in results])
     params: list[dict[str, Any]] = []
-    counts = {SENT_OK: 0, DEFERRED: 0, FAILED: 0, SKIPPED: 0}
+    counts = {
+        DeliveryStatus.SENT: 0,
+        DeliveryStatus.DEFERRED: 0,
+        DeliveryStatus.FAILED: 0,
+        DeliveryStatus.SKIPPED: 0,
+    }
     bounced: list[int] = []
     lost = 0
     for row, res in results:
@@ -127,19 +132,19 @@ def record(
         attempts = row.attempts + 1
         due: datetime | None = None
         if isinstance(res, str):
-            status, attempts, code, reply = SKIPPED, row.attempts, None, res[:1000]
+            status, attempts, code, reply = DeliveryStatus.SKIPPED, row.attempts, None, res[:1000]
         else:
             code, reply = res.code, res.reply[:1000]
             if res.outcome is Outcome.SENT:
-                status = SENT_OK
+                status = DeliveryStatus.SENT
             elif res.outcome is Outcome.DEFERRED and attempts < max_attempts:
-                status = DEFERRED
+                status = DeliveryStatus.DEFERRED
                 due = now + timedelta(seconds=backoff(attempts, backoff_base, backoff_cap))
             elif res.outcome is Outcome.DEFERRED:
-                status = FAILED
+                status = DeliveryStatus.FAILED
                 reply = f"gave up after {attempts} attempts; last reply: {reply}"[:1000]
             else:
-                status = FAILED
+                status = DeliveryStatus.FAILED
                 if res.recipient_rejected and mine:
                     bounced.append(row.subscriber_id)
         counts[status] += 1
@@ -154,7 +159,7 @@ def record(
                 "b_code": code,
                 "b_reply": reply,
                 "b_due": due,
-                "b_sent": now if status == SENT_OK else None,
+                "b_sent": now if status == DeliveryStatus.SENT else None,
                 "b_now": now,
             }
         )
@@ -194,17 +199,18 @@ def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None
     query = select(TABLE.c.id, TABLE.c.claimed_by, TABLE.c.updated_at).where(TABLE.c.id.in_(ids))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    return {i: (holder, _aware(at)) for i, holder, at in session.execute(query)}
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC; PostgreSQL aware values."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    return {i: (holder, at) for i, holder, at in session.execute(query)}
 
 
 def counts(session: Session, issue_id: int) -> dict[str, int]:
     """Deliveries by status for one issue (every status present, zero if none)."""
-    out = {PENDING: 0, DEFERRED: 0, SENT_OK: 0, FAILED: 0, SKIPPED: 0}
+    out = {
+        DeliveryStatus.PENDING: 0,
+        DeliveryStatus.DEFERRED: 0,
+        DeliveryStatus.SENT: 0,
+        DeliveryStatus.FAILED: 0,
+        DeliveryStatus.SKIPPED: 0,
+    }
     rows = session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.issue_id == issue_id)
@@ -224,8 +230,8 @@ def finish_if_done(session: Session, issue: Issue) -> bool:
         return False
     result = session.execute(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status != SENT)
-        .values(status=SENT, sent_at=utcnow())
+        .where(Issue.id == issue.id, Issue.status != IssueStatus.SENT)
+        .values(status=IssueStatus.SENT, sent_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     session.expire(issue)
