@@ -26,7 +26,7 @@ def claim(engine, issue, token, limit=100, lease=60.0):
 
 def record(engine, results, **kw):
     with session_scope(engine) as s:
-        return ledger.record(s, results, **{**RECORD, **kw})
+        return ledger.record(s, results, ledger.RetryPolicy(**RECORD), **kw)
 
 
 def holders(engine, issue) -> Counter:

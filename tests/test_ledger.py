@@ -32,7 +32,46 @@ def claim(engine, issue, token, limit=100):
 
 def record(engine, results, **kw):
     with session_scope(engine) as s:
-        return ledger.record(s, results, **{**RECORD, **kw})
+        return ledger.record(s, results, ledger.RetryPolicy(**RECORD), **kw)
+
+
+# -- the decision alone (no database) ----------------------------------------------------
+
+POLICY = ledger.RetryPolicy(**RECORD)
+NOW = utcnow()
+
+
+def row(i: int, token: str = "me/1", attempts: int = 0) -> ledger.Row:
+    return ledger.Row(i, 100 + i, attempts, f"r{i}@example.com", "", "confirmed", token)
+
+
+def test_decide_maps_each_outcome_to_a_status() -> None:
+    sent = ledger.decide(row(1), Result.sent(), NOW, POLICY)
+    assert (sent.status, sent.attempts, sent.due) == ("sent", 1, None)
+    later = ledger.decide(row(2), Result(Outcome.DEFERRED, 451, "try later"), NOW, POLICY)
+    assert later.status == "deferred" and (later.due - NOW).total_seconds() == 60.0
+    last = ledger.decide(row(3, attempts=2), Result(Outcome.DEFERRED, 451, "busy"), NOW, POLICY)
+    assert last.status == "failed" and last.reply.startswith("gave up after 3 attempts")
+    hard = ledger.decide(row(4), Result(Outcome.FAILED, 550, "no such user"), NOW, POLICY)
+    assert (hard.status, hard.code) == ("failed", 550)
+    skipped = ledger.decide(row(5, attempts=1), "skipped: unsubscribed", NOW, POLICY)
+    assert (skipped.status, skipped.attempts) == ("skipped", 1)
+
+
+def test_plan_writes_only_rows_still_held_and_counts_a_retried_batch_once() -> None:
+    rejected = Result(Outcome.FAILED, 550, "unknown user", recipient_rejected=True)
+    results = [(row(1), Result.sent()), (row(2), rejected), (row(3), Result.sent())]
+    holders = {1: ("me/1", None), 2: ("me/1", None), 3: ("other/9", None)}
+    first = ledger.plan(results, holders, NOW, POLICY)
+    assert [d.id for d in first.writes] == [1, 2] and first.lost == 1
+    assert first.bounced == [102]
+    assert (first.counts["sent"], first.counts["failed"]) == (1, 1)
+    # The same batch again after its commit got lost: rows 1 and 2 were written at NOW.
+    again = ledger.plan(
+        results, {1: (None, NOW), 2: (None, NOW), 3: ("other/9", None)}, NOW, POLICY
+    )
+    assert again.writes == [] and again.bounced == [] and again.lost == 1
+    assert (again.counts["sent"], again.counts["failed"]) == (1, 1)
 
 
 def in_threads(n: int, fn) -> list:

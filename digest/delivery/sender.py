@@ -171,11 +171,14 @@ class Sender:
         self._secret = settings.secret()
         self._list_id = settings.effective_list_id
         self._limiter = RateLimiter(settings.rate_limit)
+        self._policy = ledger.RetryPolicy.of(settings)
         self._results: list[tuple[ledger.Row, Result | str]] = []
         #: Outcomes not yet committed (waiting or being written). Workers pause at
         #: batch_size, which bounds what a crash can repeat to batch_size + concurrency.
         self._unrecorded = 0
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the recorder: a full batch is waiting
+        self._space = asyncio.Event()  # the workers: outcomes may be added again
+        self._space.set()
         self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
         self._batches = 0
         self._fatal: BaseException | None = None
@@ -195,20 +198,13 @@ class Sender:
             return
         batch, self._results = self._results, []
         self._wake.clear()
-        s = self.settings
         stamp = utcnow()
         counts = await self._in_db(
-            lambda session: ledger.record(
-                session,
-                batch,
-                max_attempts=s.max_attempts,
-                backoff_base=s.retry_backoff,
-                backoff_cap=s.retry_backoff_max,
-                bounce_threshold=s.bounce_threshold,
-                stamp=stamp,
-            )
+            lambda session: ledger.record(session, batch, self._policy, stamp=stamp)
         )
         self._unrecorded -= len(batch)
+        if self._unrecorded < self.batch_size:
+            self._space.set()
         for row, _ in batch:
             left = self._held.get(row.token, 0) - 1
             if left > 0:
@@ -238,6 +234,7 @@ class Sender:
         if self._fatal is None:
             self._fatal = exc
         self.stop.set()
+        self._space.set()  # nobody waits for room any more
 
     async def _heartbeat(self) -> None:
         """Renew our leases and presence; a missed beat is retried at the next one."""
@@ -259,13 +256,14 @@ class Sender:
         self._results.append((row, outcome))
         self._unrecorded += 1
         if self._unrecorded >= self.batch_size:
+            self._space.clear()
             self._wake.set()
 
     async def _room(self) -> None:
-        """Wait while a full batch of outcomes is not yet committed."""
+        """Wait while a full batch of outcomes is not yet committed (the recorder frees it)."""
         while self._unrecorded >= self.batch_size and not self.stop.is_set():
             self._wake.set()
-            await asyncio.sleep(0.002)
+            await self._space.wait()
 
     def _prepare(self, row: ledger.Row) -> Outbound | str | Result:
         """The message for one row, or why it is not sent (never raises for bad data)."""
