@@ -11,8 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
+from typing import cast as typed
 
-from sqlalchemy import String, and_, case, cast, func, literal_column, not_, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +57,7 @@ __all__ = [
     "upsert_rows",
 ]
 
-TABLE = Subscriber.__table__
+TABLE = typed(Table, Subscriber.__table__)
 
 
 def upsert_statement(session: Session, now: datetime) -> Any:
@@ -59,6 +72,7 @@ def upsert_statement(session: Session, now: datetime) -> Any:
     `now` is inlined as a literal: one timestamp per batch instead of three binds per row.
     """
     dialect = session.get_bind().dialect
+    stmt: postgresql.Insert | sqlite.Insert
     if dialect.name == "postgresql":
         stmt = postgresql.insert(TABLE)
     elif dialect.name == "sqlite":
@@ -107,7 +121,9 @@ def _timestamp_literal(dialect: Any, now: datetime) -> Any:
     if process is not None:  # SQLite: the same string a bound datetime becomes
         text = str(process(now)).replace("'", "''")
         return literal_column(f"'{text}'", TABLE.c.updated_at.type)
-    return cast(literal_column(impl.literal_processor(dialect)(now)), TABLE.c.updated_at.type)
+    literal = impl.literal_processor(dialect)
+    assert literal is not None
+    return cast(literal_column(literal(now)), TABLE.c.updated_at.type)
 
 
 def _blocked(column: Any) -> Any:
@@ -234,7 +250,7 @@ def list_(
     return list(session.scalars(query))
 
 
-def count(session: Session) -> dict[str, int]:
+def count(session: Session) -> dict[SubscriberStatus, int]:
     """Number of subscribers per status; every status is present, zeros included."""
     counts = dict.fromkeys(STATUSES, 0)
     rows = session.execute(select(TABLE.c.status, func.count()).group_by(TABLE.c.status))
@@ -281,7 +297,7 @@ def set_status(
     if row.status in BLOCKED and status not in BLOCKED and not force:
         raise StateError(f"{row.email} is {row.status}; it is not made {status} again")
     now = utcnow()
-    row.status = status
+    row.status = SubscriberStatus(status)
     row.status_changed_at = now
     if status == SubscriberStatus.CONFIRMED:
         row.consent_at = now

@@ -10,9 +10,9 @@ from rich.table import Table
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
 from digest.delivery.models import DeliveryStatus
-from digest.editorial import editions, preflight
+from digest.editorial import editions
 from digest.store.engine import session_scope
 
 issues_app = typer.Typer(help="List issues and edit the subject, preheader and intro.")

@@ -15,10 +15,10 @@ from digest.cli.app import app
 from digest.cli.common import console, engine
 from digest.cli.send import _run
 from digest.data import DATA_DIR as DATA
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
-from digest.editorial import editions, preflight
+from digest.editorial import editions
 from digest.editorial.models import IssueStatus
 from digest.editorial.picks import add_pick, unfrozen
 from digest.store.engine import session_scope
@@ -94,7 +94,7 @@ def demo() -> None:
         if s.uses_smtp
         else f"the outbox folder {s.outbox_dir.resolve()}/new/ (one .eml-style file per message)"
     )
-    console.print(f"\nIssue {key}: {counts['sent']} messages delivered to {where}.")
+    console.print(f"\nIssue {key}: {counts[DeliveryStatus.SENT]} messages delivered to {where}.")
     console.print(
         "Next: `digest picks list`, `digest subscribers count`, `digest send --status`, "
         "`digest build --out build` and open build/issue.html in a browser."

@@ -11,12 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from digest.cli.app import app
 from digest.cli.build import IssueOpt
 from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger, presence
+from digest.delivery import campaign, ledger, preflight, presence
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender, SendReport, install_signal_handlers
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
-from digest.editorial import editions, preflight
+from digest.editorial import editions
 from digest.editorial.models import IssueStatus
 from digest.errors import NotFound
 from digest.store.engine import session_scope
@@ -101,9 +101,7 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
                 + rep.run[DeliveryStatus.FAILED]
                 + rep.run[DeliveryStatus.SKIPPED]
             )
-            detail = (
-                f"sent {rep.run['sent']} deferred {rep.run['deferred']} failed {rep.run['failed']}"
-            )
+            detail = f"sent {rep.run[DeliveryStatus.SENT]} deferred {rep.run[DeliveryStatus.DEFERRED]} failed {rep.run[DeliveryStatus.FAILED]}"
             if rep.waiting_until is not None:
                 detail += f" · retrying deferred at {rep.waiting_until:%H:%M:%S} UTC"
             progress.update(task, completed=done0 + final, detail=detail)
@@ -136,7 +134,7 @@ def _dry_run(key: str | None) -> None:
         f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
     )
     console.print(
-        f"  already sent: {c[DeliveryStatus.SENT]}, failed: {c['failed']}, skipped: {c['skipped']}"
+        f"  already sent: {c[DeliveryStatus.SENT]}, failed: {c[DeliveryStatus.FAILED]}, skipped: {c[DeliveryStatus.SKIPPED]}"
     )
     for line in report.lines():
         console.print("  " + line, markup=False)
@@ -145,16 +143,18 @@ def _dry_run(key: str | None) -> None:
 def _status(key: str | None, recipient: str | None) -> None:
     s = settings()
     with session_scope(engine()) as session:
-        if key:
-            row = editions.get_issue(session, key)
-        else:
-            row = editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
-            if row is None:
-                raise NotFound("no issue yet (see `digest build`)")
+        found = (
+            editions.get_issue(session, key)
+            if key
+            else editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
+        )
+        if found is None:
+            raise NotFound("no issue yet (see `digest build`)")
+        row = found
         c = ledger.counts(session, row.id)
         console.print(
-            f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "
-            f"deferred={c['deferred']} failed={c['failed']} skipped={c['skipped']}"
+            f"issue={row.key} status={row.status} sent={c[DeliveryStatus.SENT]} pending={c[DeliveryStatus.PENDING]} "
+            f"deferred={c[DeliveryStatus.DEFERRED]} failed={c[DeliveryStatus.FAILED]} skipped={c[DeliveryStatus.SKIPPED]}"
         )
         console.print(presence.describe(session))
         if recipient:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Table, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -30,10 +30,11 @@ from digest.delivery.ledger import Row
 from digest.delivery.models import OWED, Delivery
 from digest.editorial.models import Issue, IssueStatus
 from digest.store.base import UTCDateTime
+from digest.store.engine import affected
 from digest.store.leases import db_now
 from subscribers.model import Subscriber
 
-TABLE = Delivery.__table__
+TABLE = cast(Table, Delivery.__table__)
 
 
 def _pg(session: Session) -> bool:
@@ -97,7 +98,7 @@ def extend(session: Session, tokens: list[str], lease_seconds: float) -> int:
         .where(TABLE.c.claimed_by.in_(tokens))
         .values(lease_until=db_now(session, lease_seconds))
     )
-    return result.rowcount or 0
+    return affected(result)
 
 
 def release(session: Session, tokens: list[str]) -> int:
@@ -109,7 +110,7 @@ def release(session: Session, tokens: list[str]) -> int:
         .where(TABLE.c.claimed_by.in_(tokens))
         .values(claimed_by=None, lease_until=None)
     )
-    return result.rowcount or 0
+    return affected(result)
 
 
 def release_holder(session: Session, holder_id: str) -> int:
@@ -119,7 +120,7 @@ def release_holder(session: Session, holder_id: str) -> int:
         .where(TABLE.c.claimed_by.startswith(holder_id + "/", autoescape=True))
         .values(claimed_by=None, lease_until=None)
     )
-    return result.rowcount or 0
+    return affected(result)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,21 +12,23 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Integer, String, and_, bindparam, func, literal, select, update
+from sqlalchemy import Integer, String, Table, and_, bindparam, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.transports.base import Outcome, Result
 from digest.editorial.models import Issue, IssueStatus
+from digest.store.engine import affected
 from subscribers import store
 from subscribers.model import Subscriber, SubscriberStatus
 
 log = logging.getLogger("digest.ledger")
-TABLE = Delivery.__table__
+TABLE = cast(Table, Delivery.__table__)
 
 
 @dataclass(slots=True)
@@ -58,7 +60,7 @@ def start_lock(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(START_LOCK)))
     else:
-        table = Issue.__table__
+        table = cast(Table, Issue.__table__)
         session.execute(update(table).where(table.c.id == -1).values(status=table.c.status))
 
 
@@ -85,7 +87,7 @@ def fill(session: Session, issue: Issue) -> int:
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
     result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
-    return max(result.rowcount or 0, 0)
+    return affected(result)
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -125,6 +127,15 @@ class Decision:
     due: datetime | None
 
 
+#: What a batch's counts report: everything a row can end a pass as.
+FINAL_KINDS = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+)
+
+
 @dataclass
 class Plan:
     """The outcome of a batch, decided without touching the database."""
@@ -133,15 +144,6 @@ class Plan:
     counts: dict[DeliveryStatus, int] = field(default_factory=lambda: dict.fromkeys(FINAL_KINDS, 0))
     bounced: list[int] = field(default_factory=list)
     lost: int = 0
-
-
-#: What a batch's counts report: everything a row can end a pass as.
-FINAL_KINDS = (
-    DeliveryStatus.SENT,
-    DeliveryStatus.DEFERRED,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.SKIPPED,
-)
 
 
 def decide(row: Row, res: Result | str, now: datetime, policy: RetryPolicy) -> Decision:
@@ -232,7 +234,8 @@ def write(session: Session, decisions: list[Decision], now: datetime) -> int:
         }
         for d in decisions
     ]
-    written = session.connection().execute(_WRITE, params).rowcount
+    result = session.connection().execute(_WRITE, params)
+    written = cast("CursorResult[Any]", result).rowcount
     return len(params) if written is None or written < 0 else written
 
 
@@ -270,9 +273,9 @@ def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None
     return {i: (holder, at) for i, holder, at in session.execute(query)}
 
 
-def counts(session: Session, issue_id: int) -> dict[str, int]:
+def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
     """Deliveries by status for one issue (every status present, zero if none)."""
-    out = {
+    out: dict[DeliveryStatus, int] = {
         DeliveryStatus.PENDING: 0,
         DeliveryStatus.DEFERRED: 0,
         DeliveryStatus.SENT: 0,
@@ -303,7 +306,7 @@ def finish_if_done(session: Session, issue: Issue) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.expire(issue)
-    return bool(result.rowcount)
+    return bool(affected(result))
 
 
 def explain(session: Session, issue_id: int, email_key: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -42,6 +42,13 @@ from subscribers.tokens import make_token
 log = logging.getLogger("digest.sender")
 T = TypeVar("T")
 
+_KINDS = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+)
+
 
 @dataclass
 class SendReport:
@@ -49,8 +56,8 @@ class SendReport:
 
     issue_key: str
     transport: str
-    run: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_KINDS, 0))
-    totals: dict[str, int] = field(default_factory=dict)
+    run: dict[DeliveryStatus, int] = field(default_factory=lambda: dict.fromkeys(_KINDS, 0))
+    totals: dict[DeliveryStatus, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
     stopped: bool = False
@@ -87,14 +94,6 @@ class SendReport:
             f"ledger: sent={t.get(DeliveryStatus.SENT, 0)} owed={self.owed} failed={t.get(DeliveryStatus.FAILED, 0)} "
             f"skipped={t.get(DeliveryStatus.SKIPPED, 0)}"
         )
-
-
-_KINDS = (
-    DeliveryStatus.SENT,
-    DeliveryStatus.DEFERRED,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.SKIPPED,
-)
 
 
 class RateLimiter:
@@ -395,7 +394,7 @@ class Sender:
     async def _finish(self) -> None:
         issue = self.issue
 
-        def done(session: Session) -> tuple[bool, dict[str, int]]:
+        def done(session: Session) -> tuple[bool, dict[DeliveryStatus, int]]:
             finished = ledger.finish_if_done(session, session.merge(issue))
             return finished, ledger.counts(session, issue.id)
 
@@ -421,6 +420,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-def ledger_totals(engine: Engine, issue_id: int) -> dict[str, Any]:
+def ledger_totals(engine: Engine, issue_id: int) -> dict[DeliveryStatus, int]:
     with session_scope(engine) as session:
         return ledger.counts(session, issue_id)

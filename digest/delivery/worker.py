@@ -51,7 +51,7 @@ class WorkerReport:
     runs: list[SendReport] = field(default_factory=list)
     stopped: bool = False
 
-    def total(self, kind: str) -> int:
+    def total(self, kind: DeliveryStatus) -> int:
         return sum(r.run[kind] for r in self.runs)
 
     def summary(self) -> str:
@@ -59,8 +59,8 @@ class WorkerReport:
         state = "stopped" if self.stopped else "done"
         return (
             f"worker={self.worker_id} state={state} issues={','.join(keys) or '-'} "
-            f"sent={self.total(DeliveryStatus.SENT)} deferred={self.total('deferred')} "
-            f"failed={self.total('failed')} skipped={self.total('skipped')}"
+            f"sent={self.total(DeliveryStatus.SENT)} deferred={self.total(DeliveryStatus.DEFERRED)} "
+            f"failed={self.total(DeliveryStatus.FAILED)} skipped={self.total(DeliveryStatus.SKIPPED)}"
         )
 
 

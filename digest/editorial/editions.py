@@ -21,6 +21,7 @@ from digest.editorial.picks import pick_to_dict, plain_text
 from digest.editorial.render import render_issue
 from digest.errors import InputError, NotFound, StateError
 from digest.settings import Settings, check_header_safe
+from digest.store.engine import affected
 
 KEY_RE = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
 MAX_SUBJECT = 200
@@ -169,7 +170,7 @@ def start_sending(session: Session, issue: Issue) -> bool:
         .values(status=IssueStatus.SENDING, send_started_at=utcnow())
     )
     session.refresh(issue)
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return False
     ids = [p["id"] for p in issue.content.get("picks", [])]
     session.execute(

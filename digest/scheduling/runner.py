@@ -24,11 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.clock import utcnow
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
-from digest.editorial import editions, preflight
+from digest.editorial import editions
 from digest.editorial.models import Issue, IssueStatus
 from digest.editorial.picks import unfrozen
 from digest.errors import StateError
@@ -60,8 +60,8 @@ class RunResult:
     trigger: str
     outcome: str
     due: datetime | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    totals: dict[str, int] = field(default_factory=dict)
+    counts: dict[DeliveryStatus, int] = field(default_factory=dict)
+    totals: dict[DeliveryStatus, int] = field(default_factory=dict)
     duration: float = 0.0
     detail: str = ""
 
@@ -72,11 +72,11 @@ class RunResult:
             f"key={self.key}",
             f"trigger={self.trigger}",
             f"outcome={self.outcome}",
-            f"sent={c.get('sent', 0)}",
-            f"deferred={c.get('deferred', 0)}",
-            f"failed={c.get('failed', 0)}",
-            f"skipped={c.get('skipped', 0)}",
-            f"ledger_sent={t.get('sent', 0)}",
+            f"sent={c.get(DeliveryStatus.SENT, 0)}",
+            f"deferred={c.get(DeliveryStatus.DEFERRED, 0)}",
+            f"failed={c.get(DeliveryStatus.FAILED, 0)}",
+            f"skipped={c.get(DeliveryStatus.SKIPPED, 0)}",
+            f"ledger_sent={t.get(DeliveryStatus.SENT, 0)}",
             f"owed={owed}",
             f"recipients={sum(t.values())}",
             f"duration={self.duration:.1f}s",
@@ -358,7 +358,7 @@ def _status(session: Any, key: str) -> str | None:
     return session.scalar(select(Issue.status).where(Issue.key == key))
 
 
-def _totals(session: Any, key: str) -> dict[str, int]:
+def _totals(session: Any, key: str) -> dict[DeliveryStatus, int]:
     issue = editions.find_issue(session, key)
     return ledger.counts(session, issue.id) if issue else {}
 

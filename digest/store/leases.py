@@ -32,6 +32,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from digest.clock import utcnow
 from digest.store.base import Base, UTCDateTime
+from digest.store.engine import affected
 
 
 class Lease(Base):
@@ -154,12 +155,14 @@ def acquire(
         **info,
     }
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    created = session.execute(
-        insert(Lease)
-        .values(name=name, **values)
-        .on_conflict_do_nothing(index_elements=["name"])
-        .execution_options(preserve_rowcount=True)
-    ).rowcount
+    created = affected(
+        session.execute(
+            insert(Lease)
+            .values(name=name, **values)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .execution_options(preserve_rowcount=True)
+        )
+    )
     if created == 1:
         return Claim(True, holder.label)
     row = session.execute(select(Lease).where(Lease.name == name)).scalar_one_or_none()
@@ -171,12 +174,14 @@ def acquire(
         free = literal(True)
     elif gone(row.machine, row.pid):
         free = literal(True)
-    taken = session.execute(
-        update(Lease)
-        .where(Lease.name == name, Lease.holder == row.holder, free)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    taken = affected(
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == row.holder, free)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if taken == 1:
         return Claim(True, holder.label)
     session.expire(row)
@@ -188,13 +193,15 @@ def acquire(
 
 def renew(session: Session, name: str, holder: Holder, ttl: float, **info: Any) -> bool:
     """Extend our lease (and update what it says); False if it is no longer ours."""
-    result = session.execute(
-        update(Lease)
-        .where(Lease.name == name, Lease.holder == holder.id)
-        .values(renewed_at=db_now(session), expires_at=db_now(session, ttl), **info)
-        .execution_options(synchronize_session=False)
+    result = affected(
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == holder.id)
+            .values(renewed_at=db_now(session), expires_at=db_now(session, ttl), **info)
+            .execution_options(synchronize_session=False)
+        )
     )
-    return result.rowcount == 1
+    return result == 1
 
 
 def release(session: Session, name: str, holder: Holder) -> None:
@@ -228,12 +235,14 @@ def dead(session: Session, prefix: str, stale_after: float) -> tuple[list[Lease]
         )
     ).all()
     died = [row for row in here if gone(row.machine, row.pid)]
-    stale = session.execute(
-        delete(Lease).where(
-            Lease.name.startswith(prefix, autoescape=True),
-            Lease.expires_at < db_now(session, -stale_after),
+    stale = affected(
+        session.execute(
+            delete(Lease).where(
+                Lease.name.startswith(prefix, autoescape=True),
+                Lease.expires_at < db_now(session, -stale_after),
+            )
         )
-    ).rowcount
+    )
     return died, stale or 0
 
 

@@ -24,11 +24,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
-from digest.editorial import editions, preflight
+from digest.editorial import editions
 from digest.editorial.models import Issue, IssueStatus
 from digest.errors import DigestError, InputError, StateError, TransportError
 from digest.settings import Settings

@@ -53,7 +53,7 @@ async def subscribe_page(request: Request) -> Response:
 async def subscribe(request: Request) -> Response:
     form = await request.form()
     settings = settings_of(request)
-    values = {k: str(form.get(k) or "").strip() for k in ("name", "email")}
+    values: dict[str, str | bool] = {k: str(form.get(k) or "").strip() for k in ("name", "email")}
     values["consent"] = form.get("consent") == "yes"
 
     def again(message: str, field: str | None, status: int) -> Response:
@@ -68,8 +68,8 @@ async def subscribe(request: Request) -> Response:
         # E.g. a sign-up box on another site: one more click here, nothing lost.
         return again("Please check your details and press Subscribe once more.", None, 403)
     try:
-        email, key = store.normalise_email(values["email"])
-        name = store.clean_name(values["name"])
+        email, key = store.normalise_email(str(values["email"]))
+        name = store.clean_name(str(values["name"]))
     except InputError as exc:
         field = exc.field or "email"
         label = "Email address" if field == "email" else "Name"
