@@ -30,7 +30,7 @@ if str(REPO) not in sys.path:  # `python bench/x.py` as well as `python -m bench
 from digest.clock import utcnow
 from digest.delivery import campaign
 from digest.editorial import editions
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings, load_settings
 from digest.store.engine import dispose_all, get_engine, session_scope
@@ -97,7 +97,7 @@ def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None
             upsert_rows(session, rows, now)
 
 
-def start_issue(settings: Settings, stories: int = STORIES) -> Issue:
+def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
     """The sample picks frozen into this week's issue, its send started, ledger filled."""
     engine = get_engine(settings.database_url)
     content = sample_content(stories)

@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
 from digest.delivery.models import Delivery, DeliveryStatus
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.scheduling.trigger import describe
 from digest.settings import load_settings
@@ -150,9 +150,9 @@ class Site:
         with session_scope(self.engine) as s:
             return s.scalar(select(func.count()).where(Delivery.status == DeliveryStatus.SENT)) or 0
 
-    def issue(self, key: str) -> Issue | None:
+    def issue(self, key: str) -> Edition | None:
         with session_scope(self.engine) as s:
-            return s.scalar(select(Issue).where(Issue.key == key))
+            return s.scalar(select(Edition).where(Edition.key == key))
 
 
 def make_site(path: Path, database_url: str | None = None, **env: str) -> Site:

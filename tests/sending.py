@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine
 
 from digest.clock import utcnow
 from digest.delivery import campaign
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
 from digest.store.engine import session_scope
@@ -41,7 +41,7 @@ def add_subscribers(engine: Engine, n: int, start: int = 0) -> list[str]:
     return emails
 
 
-def started_send(engine: Engine, settings: Settings, n: int) -> tuple[Issue, list[str]]:
+def started_send(engine: Engine, settings: Settings, n: int) -> tuple[Edition, list[str]]:
     """This week's issue, frozen and in `sending`, its ledger filled for `n` subscribers."""
     add_picks(engine, settings)
     emails = add_subscribers(engine, n)

@@ -10,7 +10,7 @@ from digest.delivery import campaign, ledger
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
 from digest.editorial import editions
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import load_settings
 from digest.store.engine import session_scope
@@ -43,8 +43,8 @@ def test_test_send_uses_a_test_subject_and_leaves_the_ledger_alone(smtp_server, 
         msg = email.message_from_bytes(m.data, policy=email.policy.default)
         assert msg["Subject"].startswith("[TEST] ")
     with session_scope(engine) as s:
-        row = s.get(Issue, issue.id)
-        assert row.status == IssueStatus.FROZEN
+        row = s.get(Edition, issue.id)
+        assert row.status == EditionStatus.FROZEN
         assert sum(ledger.counts(s, row.id).values()) == 0
 
 
@@ -82,7 +82,7 @@ def test_prepare_send_resumes_an_interrupted_issue_first(engine) -> None:
         ledger.fill(s, old)
     add_picks(engine, settings, 1)
     chosen = campaign.prepare_send(engine, settings)
-    assert chosen.key == "2026-W40" and chosen.status == IssueStatus.SENDING
+    assert chosen.key == "2026-W40" and chosen.status == EditionStatus.SENDING
     with session_scope(engine) as s:
         this_week = editions.find_issue(s, editions.current_key(settings))
-        assert this_week is None or this_week.status == IssueStatus.DRAFT
+        assert this_week is None or this_week.status == EditionStatus.DRAFT

@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy import func, select
 
 from digest.delivery.models import Delivery, DeliveryStatus
-from digest.editorial.models import Issue, IssueStatus, Pick
+from digest.editorial.models import Edition, EditionStatus, Pick
 from digest.editorial.picks import add_pick, validate_pick
 from digest.resources import builtin_templates
 from digest.settings import load_settings
@@ -237,7 +237,7 @@ def test_sigkill_at_five_random_points_nobody_missed_only_in_flight_repeated(
     )
     assert ledger_sent(engine) == set(emails)
     with session_scope(engine) as s:
-        assert s.scalars(select(Issue.status)).one() == IssueStatus.SENT
+        assert s.scalars(select(Edition.status)).one() == EditionStatus.SENT
     twice = next((e for e, c in got.items() if c > 1), None)
     for email in {emails[0], twice} - {None}:
         status = subprocess.run(
@@ -280,10 +280,10 @@ main()
 def store_snapshot(engine) -> tuple[int, int, int, list[int | None]]:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         return (
-            s.scalar(select(func.count()).select_from(Issue)),
+            s.scalar(select(func.count()).select_from(Edition)),
             s.scalar(select(func.count()).select_from(Delivery)),
             s.scalar(select(func.count()).select_from(Pick)),
-            list(s.scalars(select(Pick.issue_id).order_by(Pick.id))),
+            list(s.scalars(select(Pick.edition_id).order_by(Pick.id))),
         )
 
 
@@ -344,7 +344,7 @@ def test_kill_during_build_leaves_no_half_made_issue(
     )
     assert done.returncode == 0, done.stderr
     with session_scope(engine) as s:
-        assert s.scalar(select(func.count()).select_from(Issue)) == 1
+        assert s.scalar(select(func.count()).select_from(Edition)) == 1
 
 
 def test_template_error_leaves_no_half_made_issue(workdir: Path, engine) -> None:  # type: ignore[no-untyped-def]

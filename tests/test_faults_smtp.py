@@ -25,7 +25,7 @@ from digest.delivery import campaign
 from digest.delivery.models import Delivery, DeliveryStatus
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.errors import TransportError
 from digest.settings import Settings, load_settings
@@ -72,7 +72,7 @@ def seed(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
 def deliver(pipelining: bool):  # type: ignore[no-untyped-def]
     """What `digest send` does, minus the progress bar: `issue, report = deliver(engine, s)`."""
 
-    def run(engine, settings: Settings) -> tuple[Issue, SendReport]:  # type: ignore[no-untyped-def]
+    def run(engine, settings: Settings) -> tuple[Edition, SendReport]:  # type: ignore[no-untyped-def]
         issue = campaign.prepare_send(engine, settings)
         transport = make_transport(settings)
 
@@ -91,7 +91,7 @@ def deliver(pipelining: bool):  # type: ignore[no-untyped-def]
     return run
 
 
-def ledger(engine, issue_id: int) -> dict[str, Row]:  # type: ignore[no-untyped-def]
+def ledger(engine, edition_id: int) -> dict[str, Row]:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
         rows = s.execute(
             select(
@@ -102,7 +102,7 @@ def ledger(engine, issue_id: int) -> dict[str, Row]:  # type: ignore[no-untyped-
                 Delivery.last_reply,
             )
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.issue_id == issue_id)
+            .where(Delivery.edition_id == edition_id)
         )
         return {email: Row(*rest) for email, *rest in rows}
 
@@ -265,7 +265,7 @@ def test_permanent_550_and_553_fail_with_the_servers_reply(
         assert r.code == int(text[:3])
         assert r.reply in text, (r.reply, text)
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == IssueStatus.SENT
+        assert s.get(Edition, issue.id).status == EditionStatus.SENT
         # A hard bounce counts toward the subscriber's bounce threshold.
         assert store.get_by_email(s, EMAILS[1]).bounce_count == 1
 
@@ -366,7 +366,7 @@ def test_server_that_never_answers_stops_the_send_and_keeps_everyone_owed(
         with pytest.raises(TransportError, match="timed out"):
             deliver(engine, settings)
         with session_scope(engine) as s:
-            issue = s.scalars(select(Issue)).one()
+            issue = s.scalars(select(Edition)).one()
         rows = ledger(engine, issue.id)
         # An outage burns nobody's attempts: everyone is still owed, untouched.
         assert {(r.status, r.attempts) for r in rows.values()} == {(DeliveryStatus.PENDING, 0)}
@@ -430,7 +430,7 @@ def test_starttls_with_untrusted_certificate_is_refused_unless_allowed(
         assert "\n" not in str(caught.value)
         assert "DIGEST_SMTP_TLS_VERIFY=false" in str(caught.value)
         with session_scope(engine) as s:
-            issue = s.scalars(select(Issue)).one()
+            issue = s.scalars(select(Edition)).one()
         assert {(r.status, r.attempts) for r in ledger(engine, issue.id).values()} == {
             (DeliveryStatus.PENDING, 0)
         }

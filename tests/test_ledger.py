@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from digest.clock import utcnow
 from digest.delivery import campaign, claims, ledger
 from digest.delivery.transports.base import Outcome, Result
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.settings import load_settings
 from digest.store.engine import MIGRATIONS_DIR, normalise_url, session_scope
 from subscribers import store
@@ -142,11 +142,11 @@ def test_finish_only_when_nothing_is_owed_and_only_once(engine) -> None:
 
     def finish(_i: int) -> bool:
         with session_scope(engine) as s:
-            return ledger.finish_if_done(s, s.get(Issue, issue.id))
+            return ledger.finish_if_done(s, s.get(Edition, issue.id))
 
     assert sorted(in_threads(4, finish)) == [False, False, False, True]
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == IssueStatus.SENT
+        assert s.get(Edition, issue.id).status == EditionStatus.SENT
 
 
 def test_concurrent_starts_freeze_one_issue_and_fill_it_once(engine) -> None:
@@ -155,9 +155,9 @@ def test_concurrent_starts_freeze_one_issue_and_fill_it_once(engine) -> None:
     add_subscribers(engine, 30)
     started = in_threads(3, lambda _i: campaign.prepare_send(engine, settings))
     assert {i.id for i in started} == {started[0].id}
-    assert {i.status for i in started} == {IssueStatus.SENDING}
+    assert {i.status for i in started} == {EditionStatus.SENDING}
     with session_scope(engine) as s:
-        assert s.scalar(select(func.count()).select_from(Issue)) == 1
+        assert s.scalar(select(func.count()).select_from(Edition)) == 1
         assert sum(ledger.counts(s, started[0].id).values()) == 30
 
 
@@ -200,4 +200,4 @@ def test_migrations_run_on_postgresql_even_when_several_processes_start_at_once(
     assert {"issues", "deliveries", "subscribers", "picks", "leases"} <= tables
     assert not {"workers", "scheduler_leases"} & tables  # one lease table now
     assert indexes["ix_deliveries_claimed_by"] == ["claimed_by"]
-    assert {"name", "holder", "machine", "pid", "expires_at", "issue_id"} <= columns
+    assert {"name", "holder", "machine", "pid", "expires_at", "edition_id"} <= columns

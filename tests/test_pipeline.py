@@ -16,7 +16,7 @@ from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
 from digest.editorial import editions
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import load_settings
 from digest.store.engine import session_scope
@@ -78,11 +78,11 @@ def test_every_confirmed_subscriber_gets_exactly_one_message(smtp_server, workdi
     assert len(tokens) == len(emails)
     with session_scope(engine) as s:
         row = editions.get_issue(s, issue.key)
-        assert row.status == IssueStatus.SENT
+        assert row.status == EditionStatus.SENT
         assert ledger.counts(s, row.id)[DeliveryStatus.SENT] == len(emails)
     # Sending again is a no-op: nobody gets it twice.
     again = campaign.prepare_send(engine, settings, issue.key)
-    assert again.status == IssueStatus.SENT
+    assert again.status == EditionStatus.SENT
     assert len(smtp_server.messages) == len(emails)
 
 
@@ -109,7 +109,7 @@ def test_interrupted_send_resumes_without_duplicates(smtp_server, workdir, engin
     first_count = len(smtp_server.messages)
     assert 10 <= first_count < 60
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == IssueStatus.SENDING
+        assert s.get(Edition, issue.id).status == EditionStatus.SENDING
     # The next `digest send` without a key resumes the interrupted issue.
     _, report2 = send(engine, settings)
     got = Counter(smtp_server.handler.recipients())

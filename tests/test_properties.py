@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from digest.delivery.message import MessageTemplate, Recipient, greeting
 from digest.delivery.sender import template_for
 from digest.editorial import editions, slots
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.errors import InputError
 from digest.settings import Settings
@@ -93,7 +93,7 @@ def build(
     session: Session, settings: Settings, name: str = "Reader", addr: str = "r@example.com"
 ) -> bytes:
     """Freeze what is in the session into the issue and build one subscriber's message."""
-    issue: Issue = editions.freeze(session, settings, KEY)
+    issue: Edition = editions.freeze(session, settings, KEY)
     template: MessageTemplate = template_for(issue, settings)
     token = make_token(settings.secret(), "unsubscribe", 77, settings.effective_list_id)
     return template.build(Recipient(77, addr, name, token))

@@ -16,7 +16,7 @@ from digest.clock import utcnow
 from digest.delivery import campaign
 from digest.editorial import editions
 from digest.editorial.editions import week_key
-from digest.editorial.models import IssueStatus
+from digest.editorial.models import EditionStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.scheduling.leadership import Leadership
 from digest.scheduling.runner import Runner, RunResult
@@ -102,7 +102,7 @@ def test_preflight_errors_block_the_send_and_tell_the_operator(smtp_server, engi
     assert "was not sent: preflight found errors" in str(alert.parse()["Subject"])
     assert "error: HTML is" in alert.parse().get_content()
     with session_scope(engine) as s:  # still FROZEN: editors can fix it and send it
-        assert editions.get_issue(s, result.key).status == IssueStatus.FROZEN
+        assert editions.get_issue(s, result.key).status == EditionStatus.FROZEN
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -148,7 +148,7 @@ def test_missed_send_alerts_unless_the_issue_went_out_anyway(smtp_server, engine
     # Sent by hand meanwhile: a missed firing is then nothing to worry about.
     issue = campaign.prepare_send(engine, settings, key)
     with session_scope(engine) as s:
-        editions.get_issue(s, key).status = IssueStatus.SENT
+        editions.get_issue(s, key).status = EditionStatus.SENT
     assert issue.key == key
     assert run(engine, settings, missed) == []
     assert len(alert_subjects(smtp_server)) == 1

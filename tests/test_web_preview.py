@@ -12,7 +12,7 @@ from digest.delivery.models import Delivery
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
 from digest.editorial import editions
-from digest.editorial.models import IssueStatus
+from digest.editorial.models import EditionStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from subscribers import store
@@ -51,7 +51,7 @@ def test_the_preview_is_the_html_a_subscriber_receives(smtp_server, serve_web) -
         page = c.get(f"/desk/issues/{key}")
         assert page.status_code == 200 and 'id="preview-375"' in page.text
         with session_scope(srv.engine) as s:  # opening the preview builds, never sends
-            assert editions.get_issue(s, key).status == IssueStatus.FROZEN
+            assert editions.get_issue(s, key).status == EditionStatus.FROZEN
         assert deliveries(srv) == 0
         preview = c.get(f"/desk/issues/{key}/email.html").text
         dark = c.get(f"/desk/issues/{key}/email-dark.html").text
@@ -128,7 +128,7 @@ def test_progress_of_a_running_send(smtp_server, serve_web) -> None:
             store.add(s, f"r{i}@example.com", status=SubscriberStatus.CONFIRMED)
     key = editions.current_key(srv.settings)
     issue = campaign.prepare_send(srv.engine, srv.settings, key)  # SENDING, ledger filled
-    assert issue.status == IssueStatus.SENDING
+    assert issue.status == EditionStatus.SENDING
     with desk_client(srv) as c:
         p = c.get(f"/desk/issues/{key}/progress.json").json()
         assert p["sending"] and not p["finished"]

@@ -1,7 +1,7 @@
 """What a notice does to the subscriber it is about.
 
-Hard bounces mark the subscriber bounced, complaints mark them complained; both are
-final (never mailed again, never revived by an import). Soft bounces add to the
+Hard bounces suppress the address as bounced, complaints as complained; both are final
+and per address (no newsletter mails it again, no import revives it). Soft bounces add to the
 subscriber's bounce count (shared with SMTP-time 5xx answers) and mark them bounced
 at DIGEST_SOFT_BOUNCE_THRESHOLD.
 """
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest.bounces.reports import COMPLAINT, HARD, SOFT, Notice
 from subscribers import store
-from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
+from subscribers.model import Subscriber, Suppression
 
 log = logging.getLogger("digest.bounces")
 
@@ -45,15 +45,14 @@ def apply(session: Session, notice: Notice, soft_threshold: int) -> Outcome:
         return "unmatched"
     source = f"{notice.report}: {notice.status}"
     if notice.kind == COMPLAINT:
-        if row.status == SubscriberStatus.COMPLAINED:
+        if not store.suppress(session, row.id, Suppression.COMPLAINED, source):
             return "already"
-        store.set_status(session, row.id, SubscriberStatus.COMPLAINED, source)
         log.info("subscriber %d complained (%s)", row.id, source)
         return "complained"
-    if row.status in BLOCKED:
+    if row.suppression is not None:
         return "already"
     if notice.kind == HARD:
-        store.set_status(session, row.id, SubscriberStatus.BOUNCED, source)
+        store.suppress(session, row.id, Suppression.BOUNCED, source)
         log.info("subscriber %d bounced (%s)", row.id, source)
         return "bounced"
     if store.record_bounce(session, row.id, soft_threshold):

@@ -19,7 +19,7 @@ from digest.delivery import campaign, ledger, preflight
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
 from digest.editorial import editions
-from digest.editorial.models import IssueStatus
+from digest.editorial.models import EditionStatus
 from digest.editorial.picks import add_pick, unfrozen
 from digest.store.engine import session_scope
 
@@ -55,7 +55,7 @@ def demo() -> None:
     key = editions.current_key(s)
     with session_scope(eng) as session:
         row = editions.find_issue(session, key)
-        already_sent = row is not None and row.status == IssueStatus.SENT
+        already_sent = row is not None and row.status == EditionStatus.SENT
         added = 0
         if not already_sent and not unfrozen(session):
             for pick in load_picks(str(DATA / "sample_picks.yaml"), s.sections).picks:

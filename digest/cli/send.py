@@ -17,7 +17,7 @@ from digest.delivery.sender import Sender, SendReport, install_signal_handlers
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
 from digest.editorial import editions
-from digest.editorial.models import IssueStatus
+from digest.editorial.models import EditionStatus
 from digest.errors import NotFound
 from digest.store.engine import session_scope
 from subscribers import store
@@ -55,7 +55,7 @@ def send(
         _dry_run(issue)
         return
     row = campaign.prepare_send(eng, s, issue)
-    if row.status == IssueStatus.SENT:
+    if row.status == EditionStatus.SENT:
         with session_scope(eng) as session:
             c = ledger.counts(session, row.id)
         console.print(
@@ -117,13 +117,13 @@ def _dry_run(key: str | None) -> None:
         row = editions.resumable(session) if key is None else None
         key = row.key if row else (key or editions.current_key(s))
         row = editions.find_issue(session, editions.check_key(key))
-        if row is None or row.status == IssueStatus.DRAFT or row.status == IssueStatus.FROZEN:
+        if row is None or row.status == EditionStatus.DRAFT or row.status == EditionStatus.FROZEN:
             row = editions.freeze(session, s, key)
         c = ledger.counts(session, row.id)
         owed = c[DeliveryStatus.PENDING] + c[DeliveryStatus.DEFERRED]
         new = (
             store.count(session).get(SubscriberStatus.CONFIRMED, 0) - sum(c.values())
-            if row.status != IssueStatus.SENT
+            if row.status != EditionStatus.SENT
             else 0
         )
         report = preflight.check_issue(row, s)
@@ -189,7 +189,7 @@ def test_send(
     s = settings()
     with session_scope(engine()) as session:
         row = editions.find_issue(session, editions.check_key(issue or editions.current_key(s)))
-        if row is None or row.status == IssueStatus.DRAFT:
+        if row is None or row.status == EditionStatus.DRAFT:
             row = editions.freeze(session, s, issue)
     results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
     bad = 0

@@ -37,8 +37,14 @@ _SIMPLE_NAME = re.compile(r"[A-Za-z0-9 .'\-]{0,60}\Z")
 _SIMPLE_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+\Z")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-# Gaps in the prepared message, in the order they are filled.
+# Gaps in the prepared message: header gaps, then one per slot marker and part.
 TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
+TEXT_PREFS, HTML_PREFS = 7, 8
+_GAPS = {
+    slots.GREETING: (TEXT_GREETING, HTML_GREETING),
+    slots.UNSUBSCRIBE_URL: (TEXT_UNSUB, HTML_UNSUB),
+    slots.PREFERENCES_URL: (TEXT_PREFS, HTML_PREFS),
+}
 
 
 def fold_header(name: str, value: str, *, utf8: bool = False) -> bytes:
@@ -100,11 +106,12 @@ class Recipient:
     subscriber_id: int
     email: str
     name: str
-    token: str
+    token: str  # the unsubscribe token (this newsletter)
+    preferences: str = ""  # the preferences-page token (every newsletter)
 
 
 #: A made-up recipient whose message proves a template's static runs SMTP-ready.
-_SAMPLE = Recipient(0, "reader@example.com", "Sample Reader", "A" * 22)
+_SAMPLE = Recipient(0, "reader@example.com", "Sample Reader", "A" * 22, "B" * 22)
 
 
 class MessageTemplate:
@@ -128,6 +135,7 @@ class MessageTemplate:
         self.domain = settings.sender_domain
         self.nonce = nonce or secrets.token_hex(4)
         self.unsub_base = f"{settings.base_url}/unsubscribe/"
+        self.prefs_base = f"{settings.base_url}/preferences/"
         self.mailto = settings.effective_unsubscribe_mailto
         self.msgid_prefix = f"<{issue_key}.".encode()
         self.msgid_suffix = f".{self.nonce}@{self.domain}>\r\n".encode()
@@ -173,10 +181,7 @@ class MessageTemplate:
         self._static.append(self.msgid_suffix + b"".join(tail))
         self._gaps.append(UNSUB_HEADER)
         pending = b"".join(post) + part_head
-        for parts, gap_g, gap_u, closing in (
-            (text_parts, TEXT_GREETING, TEXT_UNSUB, html_head),
-            (html_parts, HTML_GREETING, HTML_UNSUB, end),
-        ):
+        for parts, side, closing in ((text_parts, 0, html_head), (html_parts, 1, end)):
             for chunk, marker in parts:
                 encoded = qp.encode(chunk.encode("utf-8"))
                 if marker is None:
@@ -184,7 +189,7 @@ class MessageTemplate:
                 else:
                     pending += qp.seal(encoded)
                     self._static.append(pending)
-                    self._gaps.append(gap_g if marker == slots.GREETING else gap_u)
+                    self._gaps.append(_GAPS[marker][side])
                     pending = b""
         self._static.append(pending)
         self.size_estimate = sum(map(len, self._static)) + 400
@@ -206,6 +211,7 @@ class MessageTemplate:
         """Static runs with the recipient's values in the gaps, ready to join."""
         url = self.unsub_base + r.token
         url_run = qp.encode_run(url.encode())  # the token is URL-safe: no escaping needed
+        prefs_run = qp.encode_run((self.prefs_base + r.preferences).encode())
         text_greeting, html_greeting = _greeting_runs(greeting(r.name))
         values = {
             TO: to_header(r.email, r.name),
@@ -218,6 +224,8 @@ class MessageTemplate:
             HTML_GREETING: html_greeting,
             TEXT_UNSUB: url_run,
             HTML_UNSUB: url_run,
+            TEXT_PREFS: prefs_run,
+            HTML_PREFS: prefs_run,
         }
         out = [self._static[0]]
         for gap, static in zip(self._gaps, self._static[1:]):

@@ -255,15 +255,23 @@ def split_picks(
     return featured, [(name, items) for name, items in groups.items() if items]
 
 
-def _site(settings: Settings) -> dict[str, Any]:
-    """The newsroom's own strings and links, the same in every template."""
+def _site(settings: Settings, newsletter: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The newsroom's own strings and links, the same in every template.
+
+    `newsletter` is the snapshot's newsletter (digest.editorial.newsletters.View); without
+    it (older snapshots, the confirmation email) the settings' defaults apply.
+    """
+    nl = newsletter or {}
     support = settings.effective_support_url
+    slug = nl.get("slug")
+    subscribe = f"{settings.base_url}/subscribe" + (f"?newsletter={slug}" if slug else "")
     return {
-        "list_name": slots.scrub(settings.list_name),
+        "list_name": slots.scrub(nl.get("name") or settings.list_name),
+        "language": nl.get("language") or "en",
         "postal_address": slots.scrub(settings.postal_address),
         "privacy_url": _scrub_url(settings.effective_privacy_url),
-        "subscribe_url": _scrub_url(f"{settings.base_url}/subscribe"),
-        "archive_url": _scrub_url(f"{settings.base_url}/issues/"),
+        "subscribe_url": _scrub_url(subscribe),
+        "archive_url": _scrub_url(nl.get("archive_url") or f"{settings.base_url}/issues/"),
         "support_url": _scrub_url(support),
         "support": {f: _scrub_url(with_query(support, frequency=f)) for f in SUPPORT_FREQUENCIES},
     }
@@ -285,8 +293,11 @@ def issue_context(content: dict[str, Any], settings: Settings) -> dict[str, Any]
         [_pick_view(p) for p in clean.get("picks") or []], list(settings.sections)
     )
     intro = (clean.get("intro") or "").strip()
+    newsletter = content.get("newsletter") or {}
+    view_url = content.get("view_url") or f"{settings.base_url}/issues/{content['key']}"
     return {
-        "site": _site(settings),
+        "site": _site(settings, newsletter),
+        "palette": dict(newsletter.get("palette") or {}),
         "issue": {
             "key": clean["key"],
             "subject": clean["subject"],
@@ -295,7 +306,7 @@ def issue_context(content: dict[str, Any], settings: Settings) -> dict[str, Any]
             "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
             "date_label": date_label(clean["date"]),
             "issue_label": issue_label(clean["key"]),
-            "view_url": _scrub_url(f"{settings.base_url}/issues/{content['key']}"),
+            "view_url": _scrub_url(view_url),
         },
         "featured": featured,
         "featured_width": FEATURED_WIDTH,
@@ -316,17 +327,25 @@ def _render_pair(settings: Settings, stem: str, context: dict[str, Any]) -> Rend
 
 
 def render_issue(content: dict[str, Any], settings: Settings) -> RenderedIssue:
-    """Render a frozen issue snapshot into HTML and text, slots still in place."""
-    return _render_pair(settings, "digest", issue_context(content, settings))
+    """Render a frozen edition snapshot into HTML and text, slots still in place.
+
+    The newsletter's own template pair renders it (`digest` unless it names another).
+    """
+    stem = (content.get("newsletter") or {}).get("template") or "digest"
+    return _render_pair(settings, stem, issue_context(content, settings))
 
 
-def render_confirmation(settings: Settings, confirm_url: str, name: str) -> RenderedIssue:
+def render_confirmation(
+    settings: Settings, confirm_url: str, name: str, newsletter: dict[str, Any] | None = None
+) -> RenderedIssue:
     """The double opt-in email: one button to `confirm_url`; the unsubscribe slot stays."""
     context = {
-        "site": _site(settings),
+        "site": _site(settings, newsletter),
+        "palette": dict((newsletter or {}).get("palette") or {}),
         "confirm_url": _scrub_url(confirm_url),
         "name": slots.scrub(" ".join(name.split())),
-        "subject": f"Confirm your subscription to {slots.scrub(settings.list_name)}",
+        "subject": "Confirm your subscription to "
+        + slots.scrub((newsletter or {}).get("name") or settings.list_name),
     }
     return _render_pair(settings, "confirm", context)
 
@@ -346,5 +365,5 @@ def web_version(rendered_html: str, settings: Settings) -> str:
     html = _UNSUBSCRIBE_ANCHOR.sub(
         lambda m: f"{m.group(1)}{subscribe}{m.group(2)}Subscribe{m.group(3)}", rendered_html
     )
-    html = html.replace(slots.UNSUBSCRIBE_URL, subscribe)
+    html = html.replace(slots.UNSUBSCRIBE_URL, subscribe).replace(slots.PREFERENCES_URL, subscribe)
     return html.replace(slots.GREETING, "Hello,")

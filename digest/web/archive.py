@@ -19,22 +19,25 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from digest.editorial import editions
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.editorial.render import SUPPORT_FREQUENCIES, web_version
 from digest.errors import InputError
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from digest.web.security import email_csp
 
-PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
+PUBLISHED = (EditionStatus.SENDING, EditionStatus.SENT)
 log = logging.getLogger("digest.web")
 
 
-def published(session: Session, limit: int = 200) -> list[Issue]:
+def published(session: Session, limit: int = 200) -> list[Edition]:
     """Issues readers may have received, newest first."""
     return list(
         session.scalars(
-            select(Issue).where(Issue.status.in_(PUBLISHED)).order_by(Issue.key.desc()).limit(limit)
+            select(Edition)
+            .where(Edition.status.in_(PUBLISHED))
+            .order_by(Edition.key.desc())
+            .limit(limit)
         )
     )
 
@@ -51,7 +54,7 @@ async def show(request: Request) -> Response:
         raise HTTPException(404, "There is no such issue.") from None
     row = await db(request, lambda s: editions.find_issue(s, key))
     if row is None or row.status not in PUBLISHED or not row.html:
-        raise HTTPException(404, f"Issue {key} has not been published.")
+        raise HTTPException(404, f"Edition {key} has not been published.")
     return HTMLResponse(
         web_version(row.html, settings_of(request)),
         headers={

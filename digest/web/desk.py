@@ -21,7 +21,7 @@ from starlette.routing import Route
 from digest.delivery import ledger
 from digest.delivery.models import DeliveryStatus
 from digest.editorial import editions, picks
-from digest.editorial.models import Issue, Pick
+from digest.editorial.models import Edition, Pick
 from digest.errors import DigestError, InputError, NotFound, SettingsError, StateError
 from digest.web.auth import editor_required
 from digest.web.context import db, settings_of
@@ -56,9 +56,9 @@ PICK_FIELDS = (
 @dataclass
 class DeskState:
     key: str
-    issue: Issue | None
+    issue: Edition | None
     picks: list[Pick]
-    past: list[tuple[Issue, dict[DeliveryStatus, int]]] = field(default_factory=list)
+    past: list[tuple[Edition, dict[DeliveryStatus, int]]] = field(default_factory=list)
 
 
 def _state(session: Session, request: Request) -> DeskState:

@@ -29,7 +29,7 @@ from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
 from digest.editorial import editions
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.errors import DigestError, InputError, StateError, TransportError
 from digest.settings import Settings
 from digest.store.engine import session_scope
@@ -55,7 +55,7 @@ class Preview:
     size: int
 
 
-def sample_message(settings: Settings, issue: Issue) -> EmailMessage:
+def sample_message(settings: Settings, issue: Edition) -> EmailMessage:
     email_addr, name = campaign.SAMPLE_RECIPIENT
     raw = campaign.message_for(settings, issue, email_addr, name)
     return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
@@ -85,7 +85,7 @@ def _key(request: Request) -> str:
         raise HTTPException(404, "No such issue.") from None
 
 
-def _load(request: Request, key: str, *, build: bool) -> tuple[Issue | None, str | None]:
+def _load(request: Request, key: str, *, build: bool) -> tuple[Edition | None, str | None]:
     """The issue (built first if it is the one being prepared and `build`), or why not."""
     settings = settings_of(request)
     engine = engine_of(request)
@@ -97,19 +97,19 @@ def _load(request: Request, key: str, *, build: bool) -> tuple[Issue | None, str
     if (
         working
         and build
-        and (issue is None or issue.status in (IssueStatus.DRAFT, IssueStatus.FROZEN))
+        and (issue is None or issue.status in (EditionStatus.DRAFT, EditionStatus.FROZEN))
     ):
         try:
             issue = campaign.build(engine, settings, key)
         except StateError as exc:
             return issue, str(exc).replace("`digest picks add`", "the desk")
     if issue is None or not issue.html:
-        return issue, f"Issue {key} has not been built yet."
+        return issue, f"Edition {key} has not been built yet."
     return issue, None
 
 
-def _progress(request: Request, issue: Issue | None) -> dict[str, Any] | None:
-    if issue is None or issue.status not in (IssueStatus.SENDING, IssueStatus.SENT):
+def _progress(request: Request, issue: Edition | None) -> dict[str, Any] | None:
+    if issue is None or issue.status not in (EditionStatus.SENDING, EditionStatus.SENT):
         return None
     with session_scope(engine_of(request)) as session:
         return progress_data(session, issue.key)
@@ -253,9 +253,9 @@ def progress_data(session: Session, key: str) -> dict[str, Any]:
         "done": done,
         "percent": round(100 * done / total, 1)
         if total
-        else (100.0 if issue.status == IssueStatus.SENT else 0),
-        "finished": issue.status == IssueStatus.SENT,
-        "sending": issue.status == IssueStatus.SENDING,
+        else (100.0 if issue.status == EditionStatus.SENT else 0),
+        "finished": issue.status == EditionStatus.SENT,
+        "sending": issue.status == EditionStatus.SENDING,
     }
 
 
