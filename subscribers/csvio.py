@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
@@ -359,7 +359,7 @@ def export_csv(session: Session, path: Path, newsletter_id: int) -> int:
         select(
             a.email,
             a.name,
-            func.coalesce(a.suppression, s.status),
+            func.coalesce(a.suppression, s.status, type_=String()),
             s.consent_at,
             s.consent_source,
             s.created_at,

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from typing import cast as typed
 
-from sqlalchemy import Select, Table, and_, case, func, or_, select
+from sqlalchemy import Select, String, Table, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
@@ -223,7 +223,7 @@ def of_subscriber(session: Session, subscriber_id: int) -> list[Subscription]:
 
 def _status_column() -> Any:
     """The effective status in SQL: the suppression first, then the subscription's."""
-    return func.coalesce(store.TABLE.c.suppression, TABLE.c.status)
+    return func.coalesce(store.TABLE.c.suppression, TABLE.c.status, type_=String())
 
 
 def _members_query(newsletter_id: int) -> Select[Subscriber, Subscription]:

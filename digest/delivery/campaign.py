@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from digest.clock import utcnow
 from digest.delivery import ledger
 from digest.delivery.message import Recipient
 from digest.delivery.sender import template_for
@@ -265,3 +267,68 @@ async def test_send(
             msg = Outbound(settings.envelope_from, wire, data, smtputf8=utf8)
             results.append((email, await transport.send(msg)))
     return results
+
+
+# -- pause, resume, cancel ----------------------------------------------------------------
+
+
+def _sending(session: Session, settings: Settings, slug: str | None, key: str | None) -> Target:
+    """The edition a pause/resume/cancel means: `key`, else the newsletter's send in progress."""
+    newsletter = newsletters.resolve(session, settings, slug)
+    found = (
+        editions.get(session, newsletter, key)
+        if key
+        else session.scalar(
+            select(Edition)
+            .where(Edition.newsletter_id == newsletter.id, Edition.status == EditionStatus.SENDING)
+            .order_by(Edition.id)
+            .limit(1)
+        )
+    )
+    if found is None:
+        raise StateError(f"no send of {newsletter.slug} is in progress")
+    edition = found
+    if edition.status != EditionStatus.SENDING:
+        raise StateError(f"edition {edition.key} is {edition.status}, not sending")
+    return Target(newsletter, edition, newsletters.settings_for(settings, newsletter))
+
+
+def pause(
+    engine: Engine, settings: Settings, slug: str | None = None, key: str | None = None
+) -> Target:
+    """Stop claiming new deliveries; messages in flight finish. `resume` continues."""
+    with session_scope(engine) as session:
+        t = _sending(session, settings, slug, key)
+        if t.edition.paused_at is None:
+            t.edition.paused_at = utcnow()
+        return t
+
+
+def resume(
+    engine: Engine, settings: Settings, slug: str | None = None, key: str | None = None
+) -> Target:
+    """Let senders claim again (the caller then sends, as `digest send` does)."""
+    with session_scope(engine) as session:
+        t = _sending(session, settings, slug, key)
+        t.edition.paused_at = None
+        return t
+
+
+def cancel(
+    engine: Engine,
+    settings: Settings,
+    slug: str | None = None,
+    key: str | None = None,
+    *,
+    reason: str = "cancelled by the operator",
+) -> tuple[Target, int]:
+    """End a send for good: what is still owed and not in a sender's hands is skipped
+    with `reason`; rows in flight finish and are recorded, then skipped rows are all that
+    is left. Returns the target and how many deliveries were skipped."""
+    with session_scope(engine) as session:
+        t = _sending(session, settings, slug, key)
+        t.edition.status = EditionStatus.CANCELLED
+        t.edition.cancelled_at = utcnow()
+        t.edition.note = reason[:500]
+        session.flush()
+        return t, ledger.skip_owed(session, t.edition.id, f"skipped: {reason}"[:1000])

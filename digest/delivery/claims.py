@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, or_, select, update
+from sqlalchemy import String, Table, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -103,7 +103,7 @@ def held(session: Session, token: str) -> list[Row]:
             Delivery.attempts,
             Subscriber.email,
             Subscriber.name,
-            func.coalesce(Subscriber.suppression, Subscription.status),
+            func.coalesce(Subscriber.suppression, Subscription.status, type_=String()),
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .join(Edition, Edition.id == Delivery.edition_id)

@@ -301,6 +301,32 @@ def counts(session: Session, edition_id: int) -> dict[DeliveryStatus, int]:
     return out
 
 
+def skip_owed(session: Session, edition_id: int, reason: str) -> int:
+    """Mark every owed row that no live claim holds skipped (a cancelled send).
+
+    Rows a sender holds are left to it: it records what the server said, so nothing
+    that went out is ever recorded as skipped. A sender finishing on a cancelled
+    edition skips the rows it gave back the same way.
+    """
+    from digest.store.leases import db_now
+
+    now = db_now(session)
+    free = (TABLE.c.claimed_by.is_(None)) | (TABLE.c.lease_until < now)
+    result = session.execute(
+        update(TABLE)
+        .where(TABLE.c.edition_id == edition_id, TABLE.c.status.in_(OWED), free)
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            last_reply=reason,
+            next_attempt_at=None,
+            claimed_by=None,
+            lease_until=None,
+            updated_at=utcnow(),
+        )
+    )
+    return affected(result)
+
+
 def finish_if_done(session: Session, issue: Edition) -> bool:
     """Mark a sending edition sent when nothing is owed any more (atomic, whoever is last)."""
     owed = session.scalar(

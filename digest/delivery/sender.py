@@ -30,7 +30,7 @@ from digest.delivery.message import MessageTemplate, Recipient
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.presence import Presence, reap
 from digest.delivery.transports.base import Outbound, Outcome, Result, Transport
-from digest.editorial.models import Edition
+from digest.editorial.models import Edition, EditionStatus
 from digest.editorial.render import RenderedIssue
 from digest.settings import Settings
 from digest.store import retry
@@ -413,6 +413,9 @@ class Sender:
         issue = self.issue
 
         def done(session: Session) -> tuple[bool, dict[DeliveryStatus, int]]:
+            current = session.get(Edition, issue.id)
+            if current is not None and current.status == EditionStatus.CANCELLED:
+                ledger.skip_owed(session, issue.id, f"skipped: {current.note or 'cancelled'}")
             finished = ledger.finish_if_done(session, session.merge(issue))
             return finished, ledger.counts(session, issue.id)
 

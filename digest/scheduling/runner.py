@@ -164,7 +164,9 @@ class Runner:
             return POLL
         return max(0.0, min(POLL, (next_at - utcnow()).total_seconds()))
 
-    def _survey(self, session: Session, now: datetime) -> tuple[list[Due], list[Due], datetime | None]:
+    def _survey(
+        self, session: Session, now: datetime
+    ) -> tuple[list[Due], list[Due], datetime | None]:
         """Due editions, missed ones (rolled to their next slot here), and the next due time."""
         grace = timedelta(seconds=self.settings.misfire_grace)
         due: list[Due] = []
@@ -232,7 +234,9 @@ class Runner:
         self.results.append(result)
         del self.results[:-100]
         quiet = result.outcome in (SENT_OUT, PAUSED, CANCELLED)
-        level = logging.ERROR if result.outcome == ERROR else logging.INFO if quiet else logging.WARNING
+        level = (
+            logging.ERROR if result.outcome == ERROR else logging.INFO if quiet else logging.WARNING
+        )
         log.log(level, "%s", result.line())
         if result.outcome not in RETRIED:
             self._tried.pop(item.edition_id, None)
@@ -264,12 +268,16 @@ class Runner:
                 return result(NO_SUBSCRIBERS, str(exc))
             raise
         if launch.over:
-            return result(SENT_OUT if launch.target.edition.status == EditionStatus.SENT else CANCELLED)
+            return result(
+                SENT_OUT if launch.target.edition.status == EditionStatus.SENT else CANCELLED
+            )
         for finding in launch.report.warnings if launch.report else []:
             log.warning("scheduler: preflight %s %s: %s", item.newsletter, item.key, finding)
         own = launch.target.settings
         async with make_transport(own) as transport:  # an unusable SMTP server fails here
-            edition = await asyncio.to_thread(campaign.start_send, self.engine, self.settings, launch)
+            edition = await asyncio.to_thread(
+                campaign.start_send, self.engine, self.settings, launch
+            )
             report = await self._send(own, edition, transport)
         if report.halted:
             return result(PAUSED if report.halted == "paused" else CANCELLED, report=report)
