@@ -31,10 +31,27 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.errors import NotFound, StateError
-from subscribers.addresses import normalise_email
+from subscribers.addresses import ascii_address, clean_name, needs_smtputf8, normalise_email
 from subscribers.model import Subscriber, Suppression
 
 TABLE = typed(Table, Subscriber.__table__)
+
+__all__ = [
+    "TABLE",
+    "address_row",
+    "ascii_address",
+    "clean_name",
+    "get",
+    "get_by_email",
+    "get_many",
+    "ids_for",
+    "needs_smtputf8",
+    "normalise_email",
+    "record_bounce",
+    "require",
+    "suppress",
+    "upsert_addresses",
+]
 
 
 def insert_for(session: Session, table: Table) -> postgresql.Insert | sqlite.Insert:
