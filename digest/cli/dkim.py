@@ -12,7 +12,6 @@ import typer
 
 from digest.cli.app import app
 from digest.cli.common import fail, settings
-from digest.delivery import dkim, dkimkeys
 
 dkim_app = typer.Typer(help="DKIM signing keys: make one, check a signed message.")
 app.add_typer(dkim_app, name="dkim")
@@ -41,6 +40,8 @@ def keygen(
     Gmail and Yahoo require DKIM for bulk mail. Publish the record, wait for it to be
     visible, then set the three DIGEST_DKIM_* settings printed at the end.
     """
+    from digest.delivery import dkim, dkimkeys
+
     s = settings()
     selector = selector or s.dkim_selector or f"digest{date.today():%Y%m}"
     domain = (domain or s.dkim_domain or s.sender_domain).lower().rstrip(".")
@@ -79,6 +80,8 @@ def verify(
     before the DNS record is published; with --dns it checks what receivers will see.
     """
     import dkim as dkimpy
+
+    from digest.delivery import dkim, dkimkeys
 
     try:
         data = file.read_bytes()

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from digest.cli.app import app
 from digest.cli.build import IssueOpt
-from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger, presence
-from digest.delivery.models import SENT_OK
-from digest.delivery.sender import Sender, SendReport, install_signal_handlers
-from digest.delivery.transports import make_transport
-from digest.delivery.transports.base import Outcome
-from digest.editorial import editions, preflight
-from digest.editorial.models import DRAFT, SENT
-from digest.errors import NotFound
-from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import CONFIRMED
+from digest.cli.common import console, engine, real_console, session, settings
+
+if TYPE_CHECKING:
+    from digest.delivery.sender import SendReport
 
 
 @app.command("send")
@@ -46,6 +36,14 @@ def send(
     without sending anyone the issue twice. Without --issue, an interrupted send is
     resumed first, otherwise this week's issue is built and sent.
     """
+    import asyncio
+
+    from digest.delivery import campaign, ledger
+    from digest.delivery.models import SENT_OK
+    from digest.delivery.transports import make_transport
+    from digest.editorial import preflight
+    from digest.editorial.models import SENT
+
     s = settings()
     eng = engine()
     if status:
@@ -56,8 +54,8 @@ def send(
         return
     row = campaign.prepare_send(eng, s, issue)
     if row.status == SENT:
-        with session_scope(eng) as session:
-            c = ledger.counts(session, row.id)
+        with session() as db:
+            c = ledger.counts(db, row.id)
         console.print(f"Issue {row.key} was already sent ({c[SENT_OK]} delivered); nothing to do.")
         return
     report = preflight.check_issue(row, s)
@@ -75,10 +73,24 @@ def send(
 
 
 async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from digest.delivery import ledger
+    from digest.delivery.sender import Sender, install_signal_handlers
+    from digest.store.engine import session_scope
+
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    with session_scope(eng) as session:
-        c = ledger.counts(session, row.id)
+    with session_scope(eng) as db:
+        c = ledger.counts(db, row.id)
     total = sum(c.values())
     done0 = total - c["pending"] - c["deferred"]
     console.print(f"Sending issue {row.key} to {total} subscribers via {transport.describe()}")
@@ -88,7 +100,7 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=real_console(console),
         transient=False,
     ) as progress:
         task = progress.add_task(row.key, total=total, completed=done0, detail="")
@@ -107,20 +119,27 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
 
 
 def _dry_run(key: str | None) -> None:
+    from digest.delivery import ledger
+    from digest.delivery.models import SENT_OK
+    from digest.delivery.transports import make_transport
+    from digest.editorial import editions, preflight
+    from digest.editorial.models import DRAFT, SENT
+    from subscribers import store
+    from subscribers.model import CONFIRMED
+
     s = settings()
-    eng = engine()
-    with session_scope(eng) as session:
-        row = editions.resumable(session) if key is None else None
+    with session() as db:
+        row = editions.resumable(db) if key is None else None
         key = row.key if row else (key or editions.current_key(s))
-        row = editions.find_issue(session, editions.check_key(key))
+        row = editions.find_issue(db, editions.check_key(key))
         if row is None or row.status == DRAFT or row.status == "frozen":
-            row = editions.freeze(session, s, key)
-        c = ledger.counts(session, row.id)
+            row = editions.freeze(db, s, key)
+        c = ledger.counts(db, row.id)
         owed = c["pending"] + c["deferred"]
-        new = store.count(session).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
+        new = store.count(db).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
         report = preflight.check_issue(row, s)
         issue_key, issue_status = row.key, row.status  # read before the rollback expires them
-        session.rollback()  # a dry run changes nothing
+        db.rollback()  # a dry run changes nothing
     console.print(f"Dry run for issue {issue_key} ({issue_status}); nothing will be sent.")
     console.print(
         f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
@@ -131,25 +150,30 @@ def _dry_run(key: str | None) -> None:
 
 
 def _status(key: str | None, recipient: str | None) -> None:
+    from digest.delivery import ledger, presence
+    from digest.editorial import editions
+    from digest.errors import NotFound
+    from subscribers import store
+
     s = settings()
-    with session_scope(engine()) as session:
+    with session() as db:
         if key:
-            row = editions.get_issue(session, key)
+            row = editions.get_issue(db, key)
         else:
-            row = editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
+            row = editions.resumable(db) or next(iter(editions.list_issues(db, 1)), None)
             if row is None:
                 raise NotFound("no issue yet (see `digest build`)")
-        c = ledger.counts(session, row.id)
+        c = ledger.counts(db, row.id)
         console.print(
             f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "
             f"deferred={c['deferred']} failed={c['failed']} skipped={c['skipped']}"
         )
-        console.print(presence.describe(session, s.lease_seconds))
+        console.print(presence.describe(db, s.lease_seconds))
         if recipient:
             _email, email_key = store.normalise_email(recipient)
-            info = ledger.explain(session, row.id, email_key)
+            info = ledger.explain(db, row.id, email_key)
             if info is None:
-                sub = store.get_by_email(session, recipient)
+                sub = store.get_by_email(db, recipient)
                 why = f"subscriber status is {sub.status}" if sub else "not a subscriber"
                 console.print(f"{recipient}: not in the ledger for {row.key} ({why})")
             else:
@@ -174,11 +198,19 @@ def test_send(
     issue: IssueOpt = None,
 ) -> None:
     """Send the issue with a [TEST] subject to these addresses; the ledger is untouched."""
+    import asyncio
+
+    from digest.delivery import campaign
+    from digest.delivery.transports import make_transport
+    from digest.delivery.transports.base import Outcome
+    from digest.editorial import editions
+    from digest.editorial.models import DRAFT
+
     s = settings()
-    with session_scope(engine()) as session:
-        row = editions.find_issue(session, editions.check_key(issue or editions.current_key(s)))
+    with session() as db:
+        row = editions.find_issue(db, editions.check_key(issue or editions.current_key(s)))
         if row is None or row.status == DRAFT:
-            row = editions.freeze(session, s, issue)
+            row = editions.freeze(db, s, issue)
     results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
     bad = 0
     for email, res in results:
