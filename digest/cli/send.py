@@ -157,12 +157,13 @@ def _status(key: str | None, recipient: str | None) -> None:
 
     s = settings()
     with session() as db:
-        if key:
-            row = editions.get_issue(db, key)
-        else:
-            row = editions.resumable(db) or next(iter(editions.list_issues(db, 1)), None)
-            if row is None:
-                raise NotFound("no issue yet (see `digest build`)")
+        row = (
+            editions.get_issue(db, key)
+            if key
+            else editions.resumable(db) or next(iter(editions.list_issues(db, 1)), None)
+        )
+        if row is None:
+            raise NotFound("no issue yet (see `digest build`)")
         c = ledger.counts(db, row.id)
         console.print(
             f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "

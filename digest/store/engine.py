@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from digest.errors import DigestError
+from digest.errors import DigestError, MissingExtra
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _lock = threading.Lock()
@@ -48,6 +48,8 @@ def get_engine(url: str, *, pool_size: int = 5, migrate: bool = True) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
+            if url.split("://", 1)[0] == "postgresql+psycopg":
+                _require_psycopg()
             if url.startswith("sqlite"):
                 engine = create_engine(url, connect_args={"check_same_thread": False})
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -105,6 +107,14 @@ def _at_head(conn: Connection) -> bool:
         return False
     recorded = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
     return frozenset(recorded) == heads
+
+
+def _require_psycopg() -> None:
+    """The PostgreSQL driver is the [postgres] extra: say so in one line if it is missing."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise MissingExtra("postgres", "DIGEST_DATABASE_URL is PostgreSQL") from None
 
 
 def upgrade(engine: Engine) -> None:
