@@ -27,7 +27,7 @@ from digest.editorial.render import render_issue
 from digest.errors import SettingsError, TransportError
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import BOUNCED, COMPLAINED, CONFIRMED, UNSUBSCRIBED
+from subscribers.model import SubscriberStatus
 from tests import imapd
 from tests.clirun import run_cli
 from tests.samples import sample_content, sample_pick
@@ -189,7 +189,10 @@ def test_arf_reports() -> None:
 
 def confirmed(engine, *emails: str) -> dict[str, int]:
     with session_scope(engine) as s:
-        return {e: store.add(s, e, e.split("@")[0].title(), status=CONFIRMED).id for e in emails}
+        return {
+            e: store.add(s, e, e.split("@")[0].title(), status=SubscriberStatus.CONFIRMED).id
+            for e in emails
+        }
 
 
 def statuses(engine) -> dict[str, tuple[str, int]]:
@@ -239,12 +242,12 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
     assert report.outcomes["counted"] == 2 and report.outcomes["already"] == 1
     assert report.outcomes["unmatched"] == 1 and report.outcomes["ignored"] == 1
     assert statuses(engine) == {
-        "hard@example.com": (BOUNCED, 0),
-        "moved@example.com": (BOUNCED, 0),
-        "complains@example.com": (COMPLAINED, 0),
-        "soft@example.com": (CONFIRMED, 2),
-        "slow@example.com": (CONFIRMED, 0),
-        "left@example.com": (UNSUBSCRIBED, 0),
+        "hard@example.com": (SubscriberStatus.BOUNCED, 0),
+        "moved@example.com": (SubscriberStatus.BOUNCED, 0),
+        "complains@example.com": (SubscriberStatus.COMPLAINED, 0),
+        "soft@example.com": (SubscriberStatus.CONFIRMED, 2),
+        "slow@example.com": (SubscriberStatus.CONFIRMED, 0),
+        "left@example.com": (SubscriberStatus.UNSUBSCRIBED, 0),
     }
     assert "2 soft bounces counted" in report.summary()
     # Every message is now in cur/ and seen; the one that is no report is also flagged.
@@ -253,13 +256,16 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
     assert flags == ["FS"] + ["S"] * 8
 
     again = process(engine, settings, f"maildir:{box}")
-    assert again.read == 0 and statuses(engine)["soft@example.com"] == (CONFIRMED, 2)
+    assert again.read == 0 and statuses(engine)["soft@example.com"] == (
+        SubscriberStatus.CONFIRMED,
+        2,
+    )
 
     # The third soft bounce reaches DIGEST_SOFT_BOUNCE_THRESHOLD (3).
     md.add(dsn("soft@example.com", "4.2.2"))
     third = process(engine, settings, f"maildir:{box}")
     assert third.read == 1 and third.outcomes["bounced"] == 1
-    assert statuses(engine)["soft@example.com"] == (BOUNCED, 3)
+    assert statuses(engine)["soft@example.com"] == (SubscriberStatus.BOUNCED, 3)
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -303,7 +309,7 @@ def test_a_message_we_sent_comes_back_as_a_complaint(workdir, settings, engine) 
     maildir_with(workdir / "fbl", arf("abuse", redacted))
     report = process(engine, settings, f"maildir:{workdir / 'fbl'}")
     assert report.outcomes["complained"] == 1
-    assert statuses(engine)["reader@example.com"][0] == COMPLAINED
+    assert statuses(engine)["reader@example.com"][0] == SubscriberStatus.COMPLAINED
 
 
 # -- mailbox settings and the command -------------------------------------------------
@@ -338,7 +344,7 @@ def test_bounces_process_command(workdir, engine, monkeypatch, capsys, caplog) -
     assert out.code == 0, out.err
     assert out.out.startswith(f"2 messages read from maildir:{workdir / 'box'}: 1 hard bounces")
     assert "marked 1 bounced" in out.out and "1 not a report" in out.out
-    assert statuses(engine)["hard@example.com"][0] == BOUNCED
+    assert statuses(engine)["hard@example.com"][0] == SubscriberStatus.BOUNCED
 
     monkeypatch.delenv("DIGEST_BOUNCE_MAILBOX")
     unset = run_cli(capsys, "bounces", "process")
@@ -416,8 +422,8 @@ def test_imap_mailbox_over_tls(imap_server, workdir, settings, engine, monkeypat
     assert report.read == 3 and report.unrecognized == 1
     assert report.outcomes["bounced"] == 1 and report.outcomes["complained"] == 1
     assert report.source == f"imaps://{user}@127.0.0.1:{imap_server.imaps_port}/INBOX"
-    assert statuses(engine)["hard@example.com"][0] == BOUNCED
-    assert statuses(engine)["angry@example.com"][0] == COMPLAINED
+    assert statuses(engine)["hard@example.com"][0] == SubscriberStatus.BOUNCED
+    assert statuses(engine)["angry@example.com"][0] == SubscriberStatus.COMPLAINED
     assert flags_by_uid(client) == [{"\\Seen"}, {"\\Seen"}, {"\\Seen", "\\Flagged"}]
 
     # Plain IMAP with STARTTLS reads the same folder; nothing is new, nothing changes.

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest.bounces.reports import COMPLAINT, HARD, SOFT, Notice
 from subscribers import store
-from subscribers.model import BLOCKED, BOUNCED, COMPLAINED, Subscriber
+from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
 
 log = logging.getLogger("digest.bounces")
 
@@ -45,15 +45,15 @@ def apply(session: Session, notice: Notice, soft_threshold: int) -> Outcome:
         return "unmatched"
     source = f"{notice.report}: {notice.status}"
     if notice.kind == COMPLAINT:
-        if row.status == COMPLAINED:
+        if row.status == SubscriberStatus.COMPLAINED:
             return "already"
-        store.set_status(session, row.id, COMPLAINED, source)
+        store.set_status(session, row.id, SubscriberStatus.COMPLAINED, source)
         log.info("subscriber %d complained (%s)", row.id, source)
         return "complained"
     if row.status in BLOCKED:
         return "already"
     if notice.kind == HARD:
-        store.set_status(session, row.id, BOUNCED, source)
+        store.set_status(session, row.id, SubscriberStatus.BOUNCED, source)
         log.info("subscriber %d bounced (%s)", row.id, source)
         return "bounced"
     if store.record_bounce(session, row.id, soft_threshold):

@@ -52,6 +52,7 @@ def list_() -> None:
     from rich.table import Table
 
     from digest.delivery import ledger
+    from digest.delivery.models import DeliveryStatus
     from digest.editorial import editions
 
     with session() as db:
@@ -63,10 +64,10 @@ def list_() -> None:
                 row.key,
                 row.status,
                 subject,
-                str(c["sent"]),
-                str(c["pending"] + c["deferred"]),
-                str(c["failed"]),
-                str(c["skipped"]),
+                str(c[DeliveryStatus.SENT]),
+                str(c[DeliveryStatus.PENDING] + c[DeliveryStatus.DEFERRED]),
+                str(c[DeliveryStatus.FAILED]),
+                str(c[DeliveryStatus.SKIPPED]),
             )
         console.print(table)
 

@@ -42,9 +42,10 @@ def demo() -> None:
 
     from digest.data import DATA_DIR as DATA
     from digest.delivery import campaign, ledger
+    from digest.delivery.models import DeliveryStatus
     from digest.delivery.transports import make_transport
     from digest.editorial import editions, preflight
-    from digest.editorial.models import SENT
+    from digest.editorial.models import IssueStatus
     from digest.editorial.pickimport import load_picks
     from digest.editorial.picks import add_pick, unfrozen
     from subscribers import csvio
@@ -55,7 +56,7 @@ def demo() -> None:
     key = editions.current_key(s)
     with session() as db:
         row = editions.find_issue(db, key)
-        already_sent = row is not None and row.status == SENT
+        already_sent = row is not None and row.status == IssueStatus.SENT
         added = 0
         if not already_sent and not unfrozen(db):
             for pick in load_picks(str(DATA / "sample_picks.yaml"), s.sections).picks:
@@ -99,5 +100,5 @@ def demo() -> None:
         "Next: `digest picks list`, `digest subscribers count`, `digest send --status`, "
         "`digest build --out build` and open build/issue.html in a browser."
     )
-    if not counts["sent"]:
+    if not counts[DeliveryStatus.SENT]:
         raise typer.Exit(1)

@@ -39,10 +39,10 @@ def send(
     import asyncio
 
     from digest.delivery import campaign, ledger
-    from digest.delivery.models import SENT_OK
+    from digest.delivery.models import DeliveryStatus
     from digest.delivery.transports import make_transport
     from digest.editorial import preflight
-    from digest.editorial.models import SENT
+    from digest.editorial.models import IssueStatus
 
     s = settings()
     eng = engine()
@@ -53,10 +53,12 @@ def send(
         _dry_run(issue)
         return
     row = campaign.prepare_send(eng, s, issue)
-    if row.status == SENT:
+    if row.status == IssueStatus.SENT:
         with session() as db:
             c = ledger.counts(db, row.id)
-        console.print(f"Issue {row.key} was already sent ({c[SENT_OK]} delivered); nothing to do.")
+        console.print(
+            f"Issue {row.key} was already sent ({c[DeliveryStatus.SENT]} delivered); nothing to do."
+        )
         return
     report = preflight.check_issue(row, s)
     if not report.ok and not force:
@@ -84,6 +86,7 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
     )
 
     from digest.delivery import ledger
+    from digest.delivery.models import DeliveryStatus
     from digest.delivery.sender import Sender, install_signal_handlers
     from digest.store.engine import session_scope
 
@@ -92,7 +95,7 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
     with session_scope(eng) as db:
         c = ledger.counts(db, row.id)
     total = sum(c.values())
-    done0 = total - c["pending"] - c["deferred"]
+    done0 = total - c[DeliveryStatus.PENDING] - c[DeliveryStatus.DEFERRED]
     console.print(f"Sending issue {row.key} to {total} subscribers via {transport.describe()}")
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -106,7 +109,11 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
         task = progress.add_task(row.key, total=total, completed=done0, detail="")
 
         def on_progress(rep: SendReport) -> None:
-            final = rep.run["sent"] + rep.run["failed"] + rep.run["skipped"]
+            final = (
+                rep.run[DeliveryStatus.SENT]
+                + rep.run[DeliveryStatus.FAILED]
+                + rep.run[DeliveryStatus.SKIPPED]
+            )
             detail = (
                 f"sent {rep.run['sent']} deferred {rep.run['deferred']} failed {rep.run['failed']}"
             )
@@ -120,23 +127,27 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
 
 def _dry_run(key: str | None) -> None:
     from digest.delivery import ledger
-    from digest.delivery.models import SENT_OK
+    from digest.delivery.models import DeliveryStatus
     from digest.delivery.transports import make_transport
     from digest.editorial import editions, preflight
-    from digest.editorial.models import DRAFT, SENT
+    from digest.editorial.models import IssueStatus
     from subscribers import store
-    from subscribers.model import CONFIRMED
+    from subscribers.model import SubscriberStatus
 
     s = settings()
     with session() as db:
         row = editions.resumable(db) if key is None else None
         key = row.key if row else (key or editions.current_key(s))
         row = editions.find_issue(db, editions.check_key(key))
-        if row is None or row.status == DRAFT or row.status == "frozen":
+        if row is None or row.status == IssueStatus.DRAFT or row.status == IssueStatus.FROZEN:
             row = editions.freeze(db, s, key)
         c = ledger.counts(db, row.id)
-        owed = c["pending"] + c["deferred"]
-        new = store.count(db).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
+        owed = c[DeliveryStatus.PENDING] + c[DeliveryStatus.DEFERRED]
+        new = (
+            store.count(db).get(SubscriberStatus.CONFIRMED, 0) - sum(c.values())
+            if row.status != IssueStatus.SENT
+            else 0
+        )
         report = preflight.check_issue(row, s)
         issue_key, issue_status = row.key, row.status  # read before the rollback expires them
         db.rollback()  # a dry run changes nothing
@@ -144,7 +155,9 @@ def _dry_run(key: str | None) -> None:
     console.print(
         f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
     )
-    console.print(f"  already sent: {c[SENT_OK]}, failed: {c['failed']}, skipped: {c['skipped']}")
+    console.print(
+        f"  already sent: {c[DeliveryStatus.SENT]}, failed: {c['failed']}, skipped: {c['skipped']}"
+    )
     for line in report.lines():
         console.print("  " + line, markup=False)
 
@@ -169,7 +182,7 @@ def _status(key: str | None, recipient: str | None) -> None:
             f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "
             f"deferred={c['deferred']} failed={c['failed']} skipped={c['skipped']}"
         )
-        console.print(presence.describe(db, s.lease_seconds))
+        console.print(presence.describe(db))
         if recipient:
             _email, email_key = store.normalise_email(recipient)
             info = ledger.explain(db, row.id, email_key)
@@ -205,12 +218,12 @@ def test_send(
     from digest.delivery.transports import make_transport
     from digest.delivery.transports.base import Outcome
     from digest.editorial import editions
-    from digest.editorial.models import DRAFT
+    from digest.editorial.models import IssueStatus
 
     s = settings()
     with session() as db:
         row = editions.find_issue(db, editions.check_key(issue or editions.current_key(s)))
-        if row is None or row.status == DRAFT:
+        if row is None or row.status == IssueStatus.DRAFT:
             row = editions.freeze(db, s, issue)
     results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
     bad = 0

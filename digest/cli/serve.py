@@ -9,7 +9,6 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -20,11 +19,6 @@ from digest.errors import InputError
 
 editors_app = typer.Typer(help="Editors: who may sign in to the desk.", no_args_is_help=True)
 app.add_typer(editors_app, name="editors")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they are UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _server_class():  # type: ignore[no-untyped-def]
@@ -174,11 +168,11 @@ def list_() -> None:
             return
         table = Table("name", "email", "added", "last sign-in")
         for r in rows:
-            last = _utc(r.last_login_at)
+            last = r.last_login_at
             table.add_row(
                 r.name,
                 r.email or "-",
-                f"{_utc(r.created_at):%Y-%m-%d}",
+                f"{r.created_at:%Y-%m-%d}",
                 f"{last:%Y-%m-%d %H:%M} UTC" if last else "never",
             )
     console.print(table)

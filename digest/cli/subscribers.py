@@ -62,10 +62,11 @@ def add(
 ) -> None:
     """Add one subscriber (pending unless --confirmed)."""
     from subscribers import store
-    from subscribers.model import CONFIRMED, PENDING
+    from subscribers.model import SubscriberStatus
 
     with session() as db:
-        row = store.add(db, email, name, status=CONFIRMED if confirmed else PENDING, source="cli")
+        status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
+        row = store.add(db, email, name, status=status, source="cli")
         console.print(f"{row.email}: {row.status}")
 
 

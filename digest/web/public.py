@@ -25,15 +25,15 @@ from starlette.routing import Route
 from digest.errors import InputError
 from digest.web import ratelimit, signup
 from digest.web.context import db, settings_of
-from digest.web.pages import aware, render
+from digest.web.pages import render
 from digest.web.security import client_address, csrf_ok
 from subscribers import store
-from subscribers.model import BLOCKED, BOUNCED, CONFIRMED, PENDING, UNSUBSCRIBED, Subscriber
+from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, verify_token
 
 #: Statuses that get a confirmation email on sign-up. Confirmed readers need none;
 #: an address that reported us as spam is never mailed again from a web form.
-MAILABLE = (PENDING, UNSUBSCRIBED, BOUNCED)
+MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 CONSENT_SOURCE = "web sign-up, confirmed by email link"
 
 
@@ -85,7 +85,9 @@ async def subscribe(request: Request) -> Response:
             return wait, None
         row = store.get_by_email(session, email)
         if row is None:
-            row = store.add(session, email, name, status=PENDING, source="web sign-up")
+            row = store.add(
+                session, email, name, status=SubscriberStatus.PENDING, source="web sign-up"
+            )
         if row.status not in MAILABLE:
             return None, None
         if ratelimit.take(session, ratelimit.CONFIRM_MAIL_PER_ADDRESS, key, secret):
@@ -144,9 +146,9 @@ def _confirmable(session: Session, request: Request, token: str) -> Subscriber:
     settings = settings_of(request)
     subscriber_id = verify_token(settings.secret(), CONFIRM, token, settings.effective_list_id)
     row = session.get(Subscriber, subscriber_id)
-    if row is None or row.status not in (*MAILABLE, CONFIRMED):
+    if row is None or row.status not in (*MAILABLE, SubscriberStatus.CONFIRMED):
         raise BadToken()
-    changed = aware(row.status_changed_at)
+    changed = row.status_changed_at
     if row.status in BLOCKED and changed is not None:
         issued = issued_at(token)
         if issued is None or issued <= changed.timestamp():
@@ -160,7 +162,7 @@ async def confirm_page(request: Request) -> Response:
         row = await db(request, lambda s: _confirmable(s, request, token))
     except BadToken:
         return _invalid(request, "confirmation")
-    state = "already" if row.status == CONFIRMED else "ask"
+    state = "already" if row.status == SubscriberStatus.CONFIRMED else "ask"
     return render(request, "confirm.html", {"state": state, "email": mask(row.email)})
 
 
@@ -169,9 +171,11 @@ async def confirm(request: Request) -> Response:
 
     def go(session: Session) -> Subscriber:
         row = _confirmable(session, request, token)
-        if row.status != CONFIRMED:
+        if row.status != SubscriberStatus.CONFIRMED:
             force = row.status in BLOCKED  # a fresh double opt-in
-            store.set_status(session, row.id, CONFIRMED, CONSENT_SOURCE, force=force)
+            store.set_status(
+                session, row.id, SubscriberStatus.CONFIRMED, CONSENT_SOURCE, force=force
+            )
         return row
 
     await request.body()
@@ -217,7 +221,7 @@ async def unsubscribe(request: Request) -> Response:
     def go(session: Session) -> Subscriber | None:
         row = session.get(Subscriber, subscriber_id)
         if row is not None and row.status not in BLOCKED:
-            store.set_status(session, row.id, UNSUBSCRIBED, "unsubscribe link")
+            store.set_status(session, row.id, SubscriberStatus.UNSUBSCRIBED, "unsubscribe link")
         return row
 
     row = await db(request, go)
