@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -54,7 +55,7 @@ class Issue(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     preheader: Mapped[str] = mapped_column(Text, default="")
     intro: Mapped[str] = mapped_column(Text, default="")
-    content: Mapped[dict] = mapped_column(JSON, default=dict)  # type: ignore[type-arg]
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     html: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
