@@ -26,6 +26,18 @@ class SettingsError(DigestError):
     exit_code = 2
 
 
+class MissingExtra(DigestError):
+    """An optional part of digest is not installed; names the pip extra that provides it."""
+
+    exit_code = 2
+
+    def __init__(self, extra: str, needed_for: str) -> None:
+        from digest import DISTRIBUTION
+
+        super().__init__(f"{needed_for}: install {DISTRIBUTION}[{extra}]")
+        self.extra = extra
+
+
 class InputError(DigestError):
     """A file or argument from the user is bad; names file, line and field."""
 

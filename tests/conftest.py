@@ -88,6 +88,21 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) 
 
 
 @pytest.fixture
+def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty cwd with nothing configured (no DIGEST_* at all), as on a fresh checkout.
+
+    The default store is then `sqlite:///digest.db`, a URL relative to the cwd: engines
+    are disposed before and after so none is reused across folders.
+    """
+    for key in [k for k in os.environ if k.startswith("DIGEST_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    dispose_all()
+    yield tmp_path
+    dispose_all()
+
+
+@pytest.fixture
 def settings(workdir: Path) -> Settings:
     return load_settings()
 

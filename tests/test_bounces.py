@@ -9,8 +9,6 @@ import mailbox
 import os
 import re
 import ssl
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import SubscriberStatus
 from tests import imapd
+from tests.clirun import run_cli
 from tests.samples import sample_content, sample_pick
 
 DOMAIN = "news.example.com"
@@ -335,47 +334,30 @@ def test_mailbox_urls(workdir) -> None:
             pass
 
 
-def cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return subprocess.run(
-        [sys.executable, "-m", "digest", *args],
-        cwd=cwd,
-        env={**base, "DIGEST_FROM": f"News <digest@{DOMAIN}>", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
-def test_bounces_process_command(workdir, engine) -> None:
+def test_bounces_process_command(workdir, engine, monkeypatch, capsys, caplog) -> None:
+    monkeypatch.setenv("DIGEST_FROM", f"News <digest@{DOMAIN}>")
     confirmed(engine, "hard@example.com")
     maildir_with(workdir / "box", dsn("hard@example.com", "5.1.1"), auto_reply())
-    db = {"DIGEST_DATABASE_URL": os.environ["DIGEST_DATABASE_URL"]}
-    out = cli(
-        workdir, "bounces", "process", DIGEST_BOUNCE_MAILBOX=f"maildir:{workdir / 'box'}", **db
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"2 messages read from maildir:{workdir / 'box'}: 1 hard bounces")
-    assert "marked 1 bounced" in out.stdout and "1 not a report" in out.stdout
+    monkeypatch.setenv("DIGEST_BOUNCE_MAILBOX", f"maildir:{workdir / 'box'}")
+    out = run_cli(capsys, "bounces", "process")
+    assert out.code == 0, out.err
+    assert out.out.startswith(f"2 messages read from maildir:{workdir / 'box'}: 1 hard bounces")
+    assert "marked 1 bounced" in out.out and "1 not a report" in out.out
     assert statuses(engine)["hard@example.com"][0] == SubscriberStatus.BOUNCED
 
-    unset = cli(workdir, "bounces", "process", **db)
-    assert unset.returncode == 2 and unset.stderr.startswith(
-        "digest: error: DIGEST_BOUNCE_MAILBOX: not set"
-    )
+    monkeypatch.delenv("DIGEST_BOUNCE_MAILBOX")
+    unset = run_cli(capsys, "bounces", "process")
+    assert unset.code == 2
+    assert unset.one_line_error().startswith("DIGEST_BOUNCE_MAILBOX: not set")
     # A mailbox that cannot be reached: one line, and the password is never shown.
     closed = socket_port()
-    imap = cli(
-        workdir,
-        "bounces",
-        "process",
-        DIGEST_BOUNCE_MAILBOX=f"imaps://bob:s3cret-pw@127.0.0.1:{closed}/INBOX",
-        **db,
-    )
-    assert imap.returncode == 1 and imap.stderr.count("\n") == 1
-    assert f"bounce mailbox imaps://bob@127.0.0.1:{closed}/INBOX: " in imap.stderr
-    assert "s3cret" not in imap.stderr + imap.stdout
+    mailbox = f"imaps://bob:s3cret-pw@127.0.0.1:{closed}/INBOX"
+    monkeypatch.setenv("DIGEST_BOUNCE_MAILBOX", mailbox)
+    imap = run_cli(capsys, "bounces", "process")
+    assert imap.code == 1
+    assert f"bounce mailbox imaps://bob@127.0.0.1:{closed}/INBOX: " in imap.one_line_error()
+    assert "s3cret" not in imap.err + imap.out + caplog.text  # nor in a log line
 
 
 def socket_port() -> int:

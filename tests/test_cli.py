@@ -1,46 +1,45 @@
-"""The `digest` command as a user runs it: a real process, real files, real exit codes."""
+"""The `digest` command as a user runs it: real files, real exit codes, one-line errors.
+
+Commands go through the console entry point `digest.cli.main` in this process
+(tests/clirun.py); the installed console script in a real process is tests/test_wheel.py's.
+"""
 
 from __future__ import annotations
 
 import email
 import email.policy
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-DIGEST = [sys.executable, "-m", "digest"]
+from tests.clirun import Run, run_cli
+
 REQUIRED = ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe")
-
-
-def run(cwd: Path, *args: str, env: dict[str, str] | None = None, ok: bool = True):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    if args[0] != "demo":  # the demo runs as users run it; elsewhere skip the ~2 s spam score
-        base["DIGEST_SPAMASSASSIN"] = "off"
-    proc = subprocess.run(
-        [*DIGEST, *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+Digest = Callable[..., Run]
 
 
 @pytest.fixture
-def fresh(tmp_path: Path) -> Path:
-    """An empty directory with nothing configured, as on a fresh checkout."""
-    return tmp_path
+def digest(fresh: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """`digest(*args, env={...}, ok=True)`: run a command in `fresh` with extra settings."""
+
+    def run(*args: str, env: dict[str, str] | None = None, ok: bool = True) -> Run:
+        with monkeypatch.context() as m:
+            if args[0] != "demo":  # the demo runs as users run it; elsewhere skip the spam score
+                m.setenv("DIGEST_SPAMASSASSIN", "off")
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            result = run_cli(capsys, *args)
+        if ok:
+            assert result.code == 0, result.err + result.out
+        return result
+
+    return run
 
 
-def test_demo_on_a_fresh_directory_fills_the_outbox(fresh: Path) -> None:
-    out = run(fresh, "demo")
-    assert "50 messages delivered" in out.stdout
+def test_demo_on_a_fresh_directory_fills_the_outbox(fresh: Path, digest: Digest) -> None:
+    out = digest("demo")
+    assert "50 messages delivered" in out.out
     files = sorted((fresh / "outbox" / "new").iterdir())
     assert len(files) == 50
     seen = set()
@@ -58,8 +57,8 @@ def test_demo_on_a_fresh_directory_fills_the_outbox(fresh: Path) -> None:
     for name in ("issue.html", "issue.txt", "sample.eml"):
         assert (fresh / "build" / name).stat().st_size > 1000
     # Running it again sends nobody a second copy.
-    again = run(fresh, "demo")
-    assert "already sent" in again.stdout
+    again = digest("demo")
+    assert "already sent" in again.out
     assert len(list((fresh / "outbox" / "new").iterdir())) == 50
 
 
@@ -73,10 +72,9 @@ def configured(fresh: Path) -> Path:
     return fresh
 
 
-def test_picks_add_list_move_remove_build(configured: Path) -> None:
+def test_picks_add_list_move_remove_build(configured: Path, digest: Digest) -> None:
     d = configured
-    run(
-        d,
+    digest(
         "picks",
         "add",
         "https://example.com/a",
@@ -85,8 +83,7 @@ def test_picks_add_list_move_remove_build(configured: Path) -> None:
         "--section",
         "news",
     )
-    run(
-        d,
+    digest(
         "picks",
         "add",
         "https://example.com/b",
@@ -106,19 +103,19 @@ def test_picks_add_list_move_remove_build(configured: Path) -> None:
         "--tag",
         "North Korea",
     )
-    run(
-        d, "picks", "add", "https://example.com/c", "--title", "Third story", "--section", "Opinion"
+    digest(
+        "picks", "add", "https://example.com/c", "--title", "Third story", "--section", "Opinion"
     )
-    run(d, "picks", "move", "3", "1")
-    listing = run(d, "picks", "list").stdout
+    digest("picks", "move", "3", "1")
+    listing = digest("picks", "list").out
     assert listing.index("Third story") < listing.index("First story here")
-    run(d, "picks", "remove", "1")
-    assert "First story here" not in run(d, "picks", "list").stdout
-    run(
-        d, "issues", "edit", "--subject", "This week: second and third stories", "--intro", "Hello!"
+    digest("picks", "remove", "1")
+    assert "First story here" not in digest("picks", "list").out
+    digest(
+        "issues", "edit", "--subject", "This week: second and third stories", "--intro", "Hello!"
     )
-    built = run(d, "build", "--out", "out")
-    assert "preflight:" in built.stdout
+    built = digest("build", "--out", "out")
+    assert "preflight:" in built.out
     html = (d / "out" / "issue.html").read_text()
     assert "Second story" in html and "Third story" in html
     assert html.index(">Second story<") < html.index(">Third story<")  # featured first
@@ -129,7 +126,7 @@ def test_picks_add_list_move_remove_build(configured: Path) -> None:
     )
     assert msg["Subject"] == "This week: second and third stories"
     # Building again is idempotent.
-    run(d, "build", "--out", "out")
+    digest("build", "--out", "out")
     assert (d / "out" / "issue.html").read_text() == html
 
 
@@ -147,13 +144,15 @@ def test_picks_add_list_move_remove_build(configured: Path) -> None:
         (("build",), "nothing picked"),
     ],
 )
-def test_user_errors_are_one_line_with_nonzero_exit(configured: Path, args, needle) -> None:
-    proc = run(configured, *args, ok=False)
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+def test_user_errors_are_one_line_with_nonzero_exit(
+    configured: Path, digest: Digest, args, needle
+) -> None:
+    proc = digest(*args, ok=False)
+    assert proc.code != 0
+    lines = proc.err.strip().splitlines()
+    assert len(lines) == 1, proc.err
     assert needle.lower() in lines[0].lower()
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.err
 
 
 @pytest.mark.parametrize(
@@ -168,55 +167,57 @@ def test_user_errors_are_one_line_with_nonzero_exit(configured: Path, args, need
         ({"DIGEST_CONCURRENCY": "0"}, "DIGEST_CONCURRENCY"),
     ],
 )
-def test_bad_settings_exit_2_naming_the_setting(fresh: Path, env, setting) -> None:
-    proc = run(fresh, "subscribers", "count", env=env, ok=False)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0
-    assert setting in proc.stderr
+def test_bad_settings_exit_2_naming_the_setting(fresh: Path, digest: Digest, env, setting) -> None:
+    proc = digest("subscribers", "count", env=env, ok=False)
+    assert proc.code == 2
+    assert proc.err.strip().count("\n") == 0
+    assert setting in proc.err
     if "SECRET" in setting:
-        assert "short" not in proc.stderr
+        assert "short" not in proc.err
 
 
-def test_missing_secret_outside_the_demo_is_refused(fresh: Path) -> None:
-    run(fresh, "subscribers", "add", "a@example.com", "--confirmed")
-    run(fresh, "picks", "add", "https://example.com/a", "--title", "A story worth reading")
-    proc = run(fresh, "send", ok=False)
-    assert proc.returncode == 2
-    assert "DIGEST_SECRET_KEY" in proc.stderr
+def test_missing_secret_outside_the_demo_is_refused(fresh: Path, digest: Digest) -> None:
+    digest("subscribers", "add", "a@example.com", "--confirmed")
+    digest("picks", "add", "https://example.com/a", "--title", "A story worth reading")
+    proc = digest("send", ok=False)
+    assert proc.code == 2
+    assert "DIGEST_SECRET_KEY" in proc.err
 
 
-def test_subscribers_import_export_count(configured: Path) -> None:
+def test_subscribers_import_export_count(configured: Path, digest: Digest) -> None:
     d = configured
     (d / "list.csv").write_text(
         "email,name,city\nA@Example.com,Anna,Moscow\na@example.com,Anna P,Kazan\nb@example.org,Boris,Omsk\n"
     )
-    out = run(d, "subscribers", "import", "list.csv", "--confirmed").stdout
+    out = digest("subscribers", "import", "list.csv", "--confirmed").out
     assert "2 added" in out
-    run(d, "subscribers", "remove", "b@example.org")
-    run(d, "subscribers", "import", "list.csv", "--confirmed")
-    count = run(d, "subscribers", "count").stdout
+    digest("subscribers", "remove", "b@example.org")
+    digest("subscribers", "import", "list.csv", "--confirmed")
+    count = digest("subscribers", "count").out
     assert "confirmed=1" in count and "unsubscribed=1" in count
-    run(d, "subscribers", "export", "out.csv")
+    digest("subscribers", "export", "out.csv")
     exported = (d / "out.csv").read_text()
     assert "b@example.org" in exported and "unsubscribed" in exported
     (d / "bad.csv").write_text("email\nok@example.com\nnot-an-email\n")
-    proc = run(d, "subscribers", "import", "bad.csv", ok=False)
-    assert proc.returncode != 0 and "bad.csv:3" in proc.stderr
-    assert "ok@example.com" not in run(d, "subscribers", "list").stdout
+    proc = digest("subscribers", "import", "bad.csv", ok=False)
+    assert proc.code != 0 and "bad.csv:3" in proc.err
+    assert "ok@example.com" not in digest("subscribers", "list").out
 
 
-def test_send_dry_run_changes_nothing_then_send_and_status(configured: Path) -> None:
+def test_send_dry_run_changes_nothing_then_send_and_status(
+    configured: Path, digest: Digest
+) -> None:
     d = configured
-    run(d, "subscribers", "add", "reader@example.com", "--name", "Reader", "--confirmed")
-    run(d, "picks", "add", "https://example.com/a", "--title", "A story worth reading")
-    dry = run(d, "send", "--dry-run").stdout
+    digest("subscribers", "add", "reader@example.com", "--name", "Reader", "--confirmed")
+    digest("picks", "add", "https://example.com/a", "--title", "A story worth reading")
+    dry = digest("send", "--dry-run").out
     assert "would send to 1 subscribers" in dry
     assert not (d / "outbox").exists()
-    sent = run(d, "send").stdout
+    sent = digest("send").out
     assert "sent=1" in sent
-    status = run(d, "send", "--status", "--recipient", "READER@example.com").stdout
+    status = digest("send", "--status", "--recipient", "READER@example.com").out
     assert "reader@example.com: sent after 1 attempt(s)" in status
-    again = run(d, "send").stdout
+    again = digest("send").out
     assert "already sent" in again
     assert len(list((d / "outbox" / "new").iterdir())) == 1
 
@@ -224,6 +225,8 @@ def test_send_dry_run_changes_nothing_then_send_and_status(configured: Path) -> 
 @pytest.mark.parametrize(
     "value", ["unsub@example.com\r\nBcc: x@example.com", "un sub@example.com", "a@b>c"]
 )
-def test_unsubscribe_mailto_cannot_break_the_header(fresh: Path, value: str) -> None:
-    proc = run(fresh, "subscribers", "count", env={"DIGEST_UNSUBSCRIBE_MAILTO": value}, ok=False)
-    assert proc.returncode == 2 and "DIGEST_UNSUBSCRIBE_MAILTO" in proc.stderr
+def test_unsubscribe_mailto_cannot_break_the_header(
+    fresh: Path, digest: Digest, value: str
+) -> None:
+    proc = digest("subscribers", "count", env={"DIGEST_UNSUBSCRIBE_MAILTO": value}, ok=False)
+    assert proc.code == 2 and "DIGEST_UNSUBSCRIBE_MAILTO" in proc.err

@@ -1,9 +1,9 @@
 """Crashes: `digest send` killed with SIGKILL and resumed, and kills during a build.
 
 The big test sends one issue to 20,000 subscribers (5,000 in the PostgreSQL pass)
-through the real command line (`python -m digest send`, a subprocess) into a sink SMTP
-server that runs in a third process (tests/sink_server.py) and logs every recipient it
-accepts before its 250. The send is SIGKILLed at five random points and resumed each
+through the real command line (`python -m digest send`, a subprocess, since it is killed)
+into a sink SMTP server that runs in a third process (tests/sink_server.py) and logs every
+recipient it accepts before its 250. The send is SIGKILLed at five random points and resumed each
 time. After each kill the ledger is held against the sink's log:
 
 - nothing is recorded as sent that the sink did not accept;
@@ -39,6 +39,7 @@ from digest.resources import builtin_templates
 from digest.settings import load_settings
 from digest.store.engine import session_scope
 from subscribers import csvio
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 #: The whole 20,000 on SQLite (the default store); the PostgreSQL pass runs the same
@@ -154,7 +155,7 @@ def ledger_sent(engine) -> set[str]:  # type: ignore[no-untyped-def]
 
 
 def test_sigkill_at_five_random_points_nobody_missed_only_in_flight_repeated(
-    workdir: Path, engine, sink: Sink, db_backend: str
+    workdir: Path, engine, sink: Sink, db_backend: str, monkeypatch, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     total = RECIPIENTS[db_backend]
     seed = int(os.environ.get("CRASH_TEST_SEED") or random.randrange(1 << 30))
@@ -164,14 +165,15 @@ def test_sigkill_at_five_random_points_nobody_missed_only_in_flight_repeated(
     settings = load_settings()
     bound = in_flight_bound(settings.worker_batch_size)
     emails = seed_big_list(engine, workdir, settings.sections, total)
-    env = {
-        **os.environ,
+    for key, value in {
         "DIGEST_SMTP_HOST": "127.0.0.1",
         "DIGEST_SMTP_PORT": str(sink.port),
         "DIGEST_SMTP_SECURITY": "none",
         "DIGEST_CONCURRENCY": str(CONCURRENCY),
         "COLUMNS": "120",
-    }
+    }.items():
+        monkeypatch.setenv(key, value)
+    env = dict(os.environ)  # for the runs that are killed; the others run in-process
     unrecorded: list[int] = []
     for n, threshold in enumerate(kill_at, 1):
         offset = len(sink.lines())
@@ -196,38 +198,19 @@ def test_sigkill_at_five_random_points_nobody_missed_only_in_flight_repeated(
         if n == 1:
             # The ledger explains a recipient mid-send; the sink has not seen the last one.
             assert emails[-1] not in accepted
-            status = subprocess.run(
-                [sys.executable, "-m", "digest", "send", "--status", "--recipient", emails[-1]],
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            assert status.returncode == 0, status.stderr
-            assert f"{emails[-1]}: pending after 0 attempt(s)" in status.stdout
+            status = run_cli(capsys, "send", "--status", "--recipient", emails[-1])
+            assert status.code == 0, status.err
+            assert f"{emails[-1]}: pending after 0 attempt(s)" in status.out
             # A dry run of the resume names exactly the rows still owed, and changes nothing.
-            dry = subprocess.run(
-                [sys.executable, "-m", "digest", "send", "--dry-run"],
-                cwd=workdir,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            assert dry.returncode == 0, dry.stderr
-            assert "(sending); nothing will be sent" in dry.stdout
-            assert f"would send to {total - len(sent)} subscribers" in dry.stdout
+            dry = run_cli(capsys, "send", "--dry-run")
+            assert dry.code == 0, dry.err
+            assert "(sending); nothing will be sent" in dry.out
+            assert f"would send to {total - len(sent)} subscribers" in dry.out
             assert ledger_sent(engine) == sent
 
-    final = subprocess.run(
-        [sys.executable, "-m", "digest", "send"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
-    assert final.returncode == 0, final.stderr
-    assert "state=complete" in final.stdout
+    final = run_cli(capsys, "send")  # the resume that finishes, in this process
+    assert final.code == 0, final.err
+    assert "state=complete" in final.out
     sink.settle()
     got = Counter(sink.lines())
     print(f"accepted but unrecorded at each kill: {unrecorded} (bound {bound}) {why}")
@@ -240,14 +223,8 @@ def test_sigkill_at_five_random_points_nobody_missed_only_in_flight_repeated(
         assert s.scalars(select(Edition.status)).one() == EditionStatus.SENT
     twice = next((e for e, c in got.items() if c > 1), None)
     for email in {emails[0], twice} - {None}:
-        status = subprocess.run(
-            [sys.executable, "-m", "digest", "send", "--status", "--recipient", email],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert f"{email}: sent after 1 attempt(s); last reply: 250 " in status.stdout, status
+        status = run_cli(capsys, "send", "--status", "--recipient", email)
+        assert f"{email}: sent after 1 attempt(s); last reply: 250 " in status.out, status
 
 
 # -- a kill while an issue is built leaves nothing half-made ----------------------------
@@ -299,7 +276,7 @@ def store_snapshot(engine) -> tuple[int, int, int, list[int | None]]:  # type: i
     ],
 )
 def test_kill_during_build_leaves_no_half_made_issue(
-    workdir: Path, engine, command: list[str], target: str, when: str
+    workdir: Path, engine, command: list[str], target: str, when: str, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings()
     with session_scope(engine) as s:
@@ -336,18 +313,15 @@ def test_kill_during_build_leaves_no_half_made_issue(
         proc.stderr.close()
     assert store_snapshot(engine) == before, "a killed build left something behind"
     # And the next run simply works.
-    done = subprocess.run(
-        [sys.executable, "-m", "digest", "build", "--out", str(workdir / "out")],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_cli(capsys, "build", "--out", str(workdir / "out"))
+    assert done.code == 0, done.err
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(Edition)) == 1
 
 
-def test_template_error_leaves_no_half_made_issue(workdir: Path, engine) -> None:  # type: ignore[no-untyped-def]
+def test_template_error_leaves_no_half_made_issue(
+    workdir: Path, engine, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
     settings = load_settings()
@@ -360,7 +334,7 @@ def test_template_error_leaves_no_half_made_issue(workdir: Path, engine) -> None
         pick = {"url": "https://news.example.com/a", "title": "A story", "summary": "Lead."}
         add_pick(s, validate_pick({**pick, "section": settings.sections[0]}, settings.sections))
     before = store_snapshot(engine)
-    env = {**os.environ, "DIGEST_TEMPLATES_DIR": str(templates)}
+    monkeypatch.setenv("DIGEST_TEMPLATES_DIR", str(templates))
     for broken in (
         "{{ site.list_name + 1 }}",  # fails while rendering (TypeError)
         "{{ site.no_such_thing.x }}",  # undefined
@@ -368,15 +342,6 @@ def test_template_error_leaves_no_half_made_issue(workdir: Path, engine) -> None
     ):
         lines[at] = "{% block masthead_line %}" + broken + "{% endblock %}"
         digest_mjml.write_text("\n".join(lines) + "\n")
-        result = subprocess.run(
-            [sys.executable, "-m", "digest", "build"],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert result.returncode != 0
-        err = result.stderr.strip()
-        assert "Traceback" not in err and len(err.splitlines()) == 1, err
-        assert err.startswith("digest: error: ") and f"digest.mjml.j2:{at + 1}: " in err, err
+        result = run_cli(capsys, "build")
+        assert f"digest.mjml.j2:{at + 1}: " in result.one_line_error(), result.err
         assert store_snapshot(engine) == before

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +26,11 @@ from digest.delivery.transports import make_transport
 from digest.editorial.picks import add_pick, validate_pick
 from digest.editorial.render import render_issue
 from digest.errors import SettingsError
-from digest.settings import DEFAULT_SECTIONS, Settings, load_settings
+from digest.settings import Settings, load_settings
 from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.model import SubscriberStatus
+from tests.clirun import Run, run_cli
 from tests.samples import sample_content, sample_pick
 
 DOMAIN = "news.example.com"
@@ -308,63 +306,50 @@ def test_alignment() -> None:
     assert not aligned("badexample.com", "example.com")
 
 
-DIGEST = [sys.executable, "-m", "digest"]
+@pytest.fixture
+def cli(fresh: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """`cli(*args, env={...})`: `digest ARGS` in an empty folder with only these settings."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Run:
+        with monkeypatch.context() as m:
+            for key, value in (env or {}).items():
+                m.setenv(key, value)
+            return run_cli(capsys, *args)
+
+    return run
 
 
-def add_one_pick(directory: Path, url: str) -> None:
-    """One pick in the SQLite store the command will open (digest.db in `directory`)."""
-    from digest.store.engine import dispose_all, get_engine
-
-    engine = get_engine(f"sqlite:///{directory / 'digest.db'}")
-    with session_scope(engine) as s:
-        pick = {"url": url, "title": "A story worth reading", "section": "News"}
-        add_pick(s, validate_pick(pick, DEFAULT_SECTIONS))
-    dispose_all()
-
-
-def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return subprocess.run(
-        [*DIGEST, *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_keygen_writes_a_private_key_and_prints_the_record(tmp_path: Path) -> None:
+def test_keygen_writes_a_private_key_and_prints_the_record(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     env = {"DIGEST_FROM": f"News <digest@{DOMAIN}>"}
-    out = cli(tmp_path, "dkim", "keygen", "--selector", "s2026", "--out", "k.pem", env=env)
-    assert out.returncode == 0, out.stderr
+    out = cli("dkim", "keygen", "--selector", "s2026", "--out", "k.pem", env=env)
+    assert out.code == 0, out.err
     key_file = tmp_path / "k.pem"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    line = next(x for x in out.stdout.splitlines() if "._domainkey." in x)
+    line = next(x for x in out.out.splitlines() if "._domainkey." in x)
     assert line.startswith(f"s2026._domainkey.{DOMAIN}. IN TXT (")
     record = "".join(re.findall(r'"([^"]*)"', line))
     assert all(len(s) <= 255 for s in re.findall(r'"([^"]*)"', line))
-    assert "DIGEST_DKIM_SELECTOR=s2026" in out.stdout
+    assert "DIGEST_DKIM_SELECTOR=s2026" in out.out
     key = dkimkeys.load_key(key_file.read_bytes())
     message = f"From: digest@{DOMAIN}\r\nTo: a@example.com\r\nSubject: hi\r\n\r\nhello\r\n".encode()
     signed = Signer(DOMAIN, "s2026", key).sign(message)
     assert dkimpy.verify(signed, dnsfunc=lambda name, timeout=5: record.encode())
     # An existing key is never replaced by accident.
     before = key_file.read_bytes()
-    again = cli(tmp_path, "dkim", "keygen", "--selector", "s2026", "--out", "k.pem", env=env)
-    assert again.returncode == 1 and again.stderr.count("\n") == 1
-    assert "exists" in again.stderr and key_file.read_bytes() == before
-    ed = cli(tmp_path, "dkim", "keygen", "--ed25519", "--selector", "e1", "--out", "e.pem", env=env)
-    assert ed.returncode == 0 and "k=ed25519" in ed.stdout
+    again = cli("dkim", "keygen", "--selector", "s2026", "--out", "k.pem", env=env)
+    assert again.code == 1 and again.err.count("\n") == 1
+    assert "exists" in again.err and key_file.read_bytes() == before
+    ed = cli("dkim", "keygen", "--ed25519", "--selector", "e1", "--out", "e.pem", env=env)
+    assert ed.code == 0 and "k=ed25519" in ed.out
     assert isinstance(
         dkimkeys.load_key((tmp_path / "e.pem").read_bytes()), ed25519.Ed25519PrivateKey
     )
-    nodomain = cli(tmp_path, "dkim", "keygen", "--out", "x.pem")  # From is digest@localhost
-    assert nodomain.returncode == 1 and "--domain" in nodomain.stderr
+    nodomain = cli("dkim", "keygen", "--out", "x.pem")  # From is digest@localhost
+    assert nodomain.code == 1 and "--domain" in nodomain.err
     assert not (tmp_path / "x.pem").exists()
 
 
-def test_build_writes_a_signed_sample_that_verifies(tmp_path: Path, keys) -> None:
+def test_build_writes_a_signed_sample_that_verifies(tmp_path: Path, keys, cli) -> None:  # type: ignore[no-untyped-def]
     _write_key(tmp_path / "dkim.pem", keys["ed25519"])
     env = {
         "DIGEST_FROM": f"News <digest@{DOMAIN}>",
@@ -374,15 +359,16 @@ def test_build_writes_a_signed_sample_that_verifies(tmp_path: Path, keys) -> Non
         "DIGEST_DKIM_SELECTOR": SELECTOR,
         "DIGEST_SPAMASSASSIN": "off",
     }
-    add_one_pick(tmp_path, "https://www.themoscowtimes.com/2026/11/20/a")
-    built = cli(tmp_path, "build", "--out", "out", env=env)
-    assert "DKIM" not in built.stdout  # no DKIM warning once a key is configured
+    url = "https://www.themoscowtimes.com/2026/11/20/a"
+    assert cli("picks", "add", url, "--title", "A story worth reading").code == 0
+    built = cli("build", "--out", "out", env=env)
+    assert "DKIM" not in built.out  # no DKIM warning once a key is configured
     sample = tmp_path / "out" / "sample.eml"
     assert sample.read_bytes().startswith(b"DKIM-Signature:")
-    ok = cli(tmp_path, "dkim", "verify", "out/sample.eml", env=env)
-    assert ok.returncode == 0, ok.stderr
-    assert f"verifies (d={DOMAIN} s={SELECTOR} a=ed25519-sha256)" in ok.stdout
+    ok = cli("dkim", "verify", "out/sample.eml", env=env)
+    assert ok.code == 0, ok.err
+    assert f"verifies (d={DOMAIN} s={SELECTOR} a=ed25519-sha256)" in ok.out
     sample.write_bytes(sample.read_bytes().replace(b"A story worth", b"A story wroth"))
-    bad = cli(tmp_path, "dkim", "verify", "out/sample.eml", env=env)
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
-    assert "does not verify: body hash mismatch" in bad.stderr
+    bad = cli("dkim", "verify", "out/sample.eml", env=env)
+    assert bad.code == 1 and bad.err.count("\n") == 1
+    assert "does not verify: body hash mismatch" in bad.err

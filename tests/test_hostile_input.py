@@ -1,7 +1,7 @@
 """Hostile and broken input through the command line.
 
 Everything goes through `digest.cli.main`, the console entry point, exactly as a user
-runs it (in-process for speed; a couple of settings cases in a real subprocess). Each
+runs it (in-process; tests/test_wheel.py checks a real process's whole stderr). Each
 bad input must be refused with exit code != 0 and one line on stderr naming the file,
 line and field, with the store left exactly as it was; or neutralised where refusing
 would be wrong (an HTML tag in a title, a line break in a name). An exception escaping
@@ -15,10 +15,7 @@ import csv
 import email
 import email.policy
 import io
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -388,17 +385,11 @@ def test_missing_secret_key_outside_the_demo(cli, monkeypatch) -> None:  # type:
 @pytest.mark.parametrize(
     ("name", "value"), [("DIGEST_SMTP_SECURITY", "tls1.3"), ("DIGEST_BASE_URL", "ftp://x.example")]
 )
-def test_bad_setting_in_a_real_process(workdir: Path, name: str, value: str) -> None:
-    env = {**os.environ, name: value}
-    run = subprocess.run(
-        [sys.executable, "-m", "digest", "send"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2 and run.stdout == ""
-    assert run.stderr.startswith(f"digest: error: {name}: ") and run.stderr.count("\n") == 1
+def test_bad_setting_stops_send_before_any_output(cli, monkeypatch, name: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(name, value)
+    run = cli("send")
+    assert run.code == 2 and run.out == ""
+    assert run.one_line_error().startswith(f"{name}: ")
 
 
 def test_error_lines_stay_one_line_whatever_the_input(cli) -> None:  # type: ignore[no-untyped-def]

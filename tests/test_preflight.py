@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +15,8 @@ from digest.delivery import dkimkeys, preflight
 from digest.editorial.darkmode import parse_colour, scan
 from digest.editorial.render import RenderedIssue, render_issue
 from digest.resources import builtin_templates
-from digest.settings import DEFAULT_SECTIONS, Settings, load_settings
+from digest.settings import Settings, load_settings
+from tests.clirun import run_cli
 from tests.samples import sample_content
 
 KEY = "2026-W48"
@@ -238,48 +236,22 @@ def test_offline_spam_score_reports_rules(workdir, clean, monkeypatch) -> None:
     assert "GTUBE" in line.message
 
 
-def add_one_pick(directory: Path, url: str) -> None:
-    """One pick in the SQLite store the command will open (digest.db in `directory`)."""
-    from digest.editorial.picks import add_pick, validate_pick
-    from digest.store.engine import dispose_all, get_engine, session_scope
-
-    with session_scope(get_engine(f"sqlite:///{directory / 'digest.db'}")) as s:
-        pick = {"url": url, "title": "A story worth reading", "section": "News"}
-        add_pick(s, validate_pick(pick, DEFAULT_SECTIONS))
-    dispose_all()
-
-
-def test_build_prints_the_report_and_errors_block(tmp_path: Path) -> None:
+def test_build_prints_the_report_and_errors_block(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`digest build` with a template that lost its unsubscribe link: errors, exit 3."""
-    templates = tmp_path / "templates"
+    templates = workdir / "templates"
     shutil.copytree(builtin_templates(), templates)
     digest = templates / "digest.mjml.j2"
     digest.write_text(
         digest.read_text().replace("{{ slots.UNSUBSCRIBE_URL }}", "{{ site.privacy_url }}")
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    env |= {
-        "DIGEST_SECRET_KEY": "s" * 40,
-        "DIGEST_BASE_URL": "https://news.example.com",
-        "DIGEST_FROM": "News <digest@news.example.com>",
-        "DIGEST_TEMPLATES_DIR": str(templates),
-        "DIGEST_SPAMASSASSIN": "off",
-    }
-
-    def digest_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "digest", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    add_one_pick(tmp_path, "http://www.themoscowtimes.com/2026/11/20/a")
-    built = digest_cli("build", "--out", "out")
-    assert built.returncode == 3, built.stderr
-    out = built.stdout
+    monkeypatch.setenv("DIGEST_TEMPLATES_DIR", str(templates))
+    url = "http://www.themoscowtimes.com/2026/11/20/a"
+    assert run_cli(capsys, "picks", "add", url, "--title", "A story worth reading").code == 0
+    built = run_cli(capsys, "build", "--out", "out")
+    assert built.code == 3, built.err
+    out = built.out
     assert re.search(r"preflight: 1 error\(s\), \d+ warning\(s\)", out)
     assert "error: no unsubscribe link in the HTML or the text part" in out
     assert "warning: link URL is not https: http://www.themoscowtimes.com" in out

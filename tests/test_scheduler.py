@@ -21,6 +21,7 @@ from digest.editorial.models import EditionStatus
 from digest.scheduling.trigger import describe
 from digest.settings import load_settings
 from digest.store.engine import session_scope
+from tests.clirun import run_cli
 from tests.samples import sample_pick
 from tests.scheduler_procs import (
     DIGEST,
@@ -221,18 +222,19 @@ def test_nothing_picked_warns_and_later_picks_are_sent(site: Site, smtp_server) 
 
 
 def test_manual_send_during_a_scheduled_one_sends_nobody_a_second_copy(
-    site: Site, smtp_server
-) -> None:
+    site: Site, smtp_server, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
     site.seed(subscribers=40)
     (proc,), t = launch([(site, {"DIGEST_RATE_LIMIT": "30"})])
     deadline = time.monotonic() + 30
     while len(smtp_server.messages) < 5:
         assert time.monotonic() < deadline, proc.output()
         time.sleep(0.02)
-    manual = subprocess.run(
-        [DIGEST, "send"], cwd=site.path, env=site.env, capture_output=True, text=True, timeout=60
-    )
-    assert manual.returncode == 0, manual.stderr
+    for key, value in site.env.items():  # the manual send runs in this process
+        if key.startswith("DIGEST_"):
+            monkeypatch.setenv(key, value)
+    manual = run_cli(capsys, "send")
+    assert manual.code == 0, manual.err
     proc.wait_for("outcome=sent")
     assert proc.stop() == 0
     assert digests(smtp_server) == Counter({e: 1 for e in site.emails})

@@ -1,7 +1,13 @@
-"""`digest serve` as an operator runs it: after `digest demo`, as a real process."""
+"""`digest serve` as an operator runs it: after `digest demo`, as a real process.
+
+The demo and `editors add` run in-process (tests/clirun.py); `digest serve` is a real
+process because its start, its refusal of a busy port (which must exit, not hang) and
+its graceful exit on SIGTERM are the point.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -10,7 +16,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from digest.store.engine import dispose_all
+from tests.clirun import run_cli
 from tests.smtpd import free_port
 from tests.webtools import csrf_of
 
@@ -23,26 +32,17 @@ def _env() -> dict[str, str]:
     return {**env, "DIGEST_SPAMASSASSIN": "off"}  # its score takes seconds; tested elsewhere
 
 
-def run(cwd: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*DIGEST, *args],
-        cwd=cwd,
-        env=_env(),
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_serve_after_demo_shows_the_demo_issue_on_the_desk_and_in_the_archive(
-    tmp_path: Path,
+    tmp_path: Path, fresh: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    demo = run(tmp_path, "demo")
-    assert demo.returncode == 0, demo.stderr
-    key = next(w for w in demo.stdout.split() if w.startswith("20") and "-W" in w).rstrip(":")
-    added = run(tmp_path, "editors", "add", "editor", "--password-stdin", input=PASSWORD + "\n")
-    assert added.returncode == 0, added.stderr
+    monkeypatch.setenv("DIGEST_SPAMASSASSIN", "off")
+    demo = run_cli(capsys, "demo")
+    assert demo.code == 0, demo.err
+    key = next(w for w in demo.out.split() if w.startswith("20") and "-W" in w).rstrip(":")
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    added = run_cli(capsys, "editors", "add", "editor", "--password-stdin")
+    assert added.code == 0, added.err
+    dispose_all()  # the server process has the store to itself
 
     port = free_port()
     server = subprocess.Popen(
@@ -66,7 +66,14 @@ def test_serve_after_demo_shows_the_demo_issue_on_the_desk_and_in_the_archive(
             assert time.monotonic() < deadline, "digest serve did not come up"
             time.sleep(0.1)
 
-        busy = run(tmp_path, "serve", "--port", str(port))
+        busy = subprocess.run(
+            [*DIGEST, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert busy.returncode == 1
         assert (
             busy.stderr.strip()

@@ -32,6 +32,7 @@ from digest.store import leases
 from digest.store.engine import session_scope
 from digest.store.leases import Holder, Lease
 from subscribers.model import Subscriber
+from tests.clirun import run_cli
 from tests.sending import add_picks, add_subscribers, started_send
 from tests.smtpd import SMTPServer, free_port
 
@@ -174,14 +175,9 @@ def the_issue(engine) -> Edition:
 # -- the refusal ----------------------------------------------------------------------
 
 
-def test_worker_on_sqlite_refuses_in_one_line(workdir: Path) -> None:
-    proc = subprocess.run(
-        [*DIGEST, "worker"], cwd=workdir, capture_output=True, text=True, timeout=WAIT
-    )
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "SQLite is one process by design" in lines[0] and "digest send" in lines[0]
+def test_worker_on_sqlite_refuses_in_one_line(workdir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    line = run_cli(capsys, "worker").one_line_error()
+    assert "SQLite is one process by design" in line and "digest send" in line
     assert not (workdir / "digest.db").exists()  # refused before touching the store
 
 
@@ -196,8 +192,8 @@ def test_worker_class_refuses_sqlite(engine) -> None:
 
 @postgres_only
 def test_three_workers_and_a_send_deliver_each_of_10000_once(
-    workdir: Path, engine, sink: Sink, procs: list[Proc]
-) -> None:
+    workdir: Path, engine, sink: Sink, procs: list[Proc], capsys
+) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings()
     add_picks(engine, settings, 1)  # a small message: the sink is the slowest part
     emails = add_subscribers(engine, 10_000)
@@ -209,17 +205,10 @@ def test_three_workers_and_a_send_deliver_each_of_10000_once(
     procs.append(send)
     wait_for("the send to be under way", lambda: ledger_state(engine)[0] >= 1500)
 
-    status = subprocess.run(
-        [*DIGEST, "send", "--status"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
-    assert status.returncode == 0, status.stderr
-    assert re.search(r"workers: [34] active", status.stdout), status.stdout
-    assert status.stdout.count("(worker, ") == 3
+    status = run_cli(capsys, "send", "--status")  # in this process, beside the others
+    assert status.code == 0, status.err
+    assert re.search(r"workers: [34] active", status.out), status.out
+    assert status.out.count("(worker, ") == 3
 
     # One worker is stopped politely mid-send: it finishes what it has in flight,
     # gives the rest back, and exits 0; the others carry on.

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from digest import bounces
 from digest.cli.app import app
 from digest.cli.common import engine, settings
 
@@ -30,5 +29,7 @@ def process(
     count toward DIGEST_SOFT_BOUNCE_THRESHOLD. Processed messages are marked seen,
     so running it again (e.g. hourly) never counts a report twice.
     """
+    from digest import bounces
+
     report = bounces.process(engine(), settings(), mailbox)
     typer.echo(report.summary())

@@ -6,14 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from digest.cli.app import app
-from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger, preflight
-from digest.delivery.models import DeliveryStatus
-from digest.editorial import editions
-from digest.store.engine import session_scope
+from digest.cli.common import console, engine, session, settings
 
 issues_app = typer.Typer(help="List issues and edit the subject, preheader and intro.")
 app.add_typer(issues_app, name="issues")
@@ -35,6 +30,8 @@ def build(
     Writes OUT/issue.html (web version), OUT/issue.txt and OUT/sample.eml, and prints the
     preflight report. Building again is idempotent; a sent issue is never re-frozen.
     """
+    from digest.delivery import campaign, preflight
+
     s = settings()
     row = campaign.build(engine(), s, issue)
     paths = campaign.write_outputs(s, row, out)
@@ -51,10 +48,16 @@ def build(
 @issues_app.command("list")
 def list_() -> None:
     """Issues, newest first, with delivery counts."""
-    with session_scope(engine()) as session:
+    from rich.table import Table
+
+    from digest.delivery import ledger
+    from digest.delivery.models import DeliveryStatus
+    from digest.editorial import editions
+
+    with session() as db:
         table = Table("key", "status", "subject", "sent", "owed", "failed", "skipped")
-        for row in editions.list_issues(session):
-            c = ledger.counts(session, row.id)
+        for row in editions.list_issues(db):
+            c = ledger.counts(db, row.id)
             subject = (row.content or {}).get("subject") or row.subject
             table.add_row(
                 row.key,
@@ -78,10 +81,12 @@ def edit(
     ] = None,
 ) -> None:
     """Set the subject, preheader or intro (before the send starts; rebuild to see it)."""
+    from digest.editorial import editions
+
     s = settings()
-    with session_scope(engine()) as session:
+    with session() as db:
         row = editions.edit(
-            session,
+            db,
             issue or editions.current_key(s),
             subject=subject,
             preheader=preheader,

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from pathlib import Path
 
 import typer
-import yaml
 
 from digest.cli import common
 from digest.cli.app import app
-from digest.cli.common import console, engine
+from digest.cli.common import console, engine, session
 from digest.cli.send import _run
-from digest.data import DATA_DIR as DATA
-from digest.delivery import campaign, ledger, preflight
-from digest.delivery.models import DeliveryStatus
-from digest.delivery.transports import make_transport
-from digest.editorial import editions
-from digest.editorial.models import EditionStatus
-from digest.editorial.picks import add_pick, unfrozen
-from digest.store.engine import session_scope
 
 
 def _ensure_secret() -> None:
@@ -46,27 +36,38 @@ def demo() -> None:
     Sends to the outbox folder (DIGEST_OUTBOX_DIR) unless DIGEST_SMTP_HOST is set.
     Safe to run again: nothing is loaded twice and nobody gets the issue twice.
     """
+    import asyncio
+
+    import yaml
+
+    from digest.data import DATA_DIR as DATA
+    from digest.delivery import campaign, ledger, preflight
+    from digest.delivery.models import DeliveryStatus
+    from digest.delivery.transports import make_transport
+    from digest.editorial import editions
+    from digest.editorial.models import IssueStatus
     from digest.editorial.pickimport import load_picks
+    from digest.editorial.picks import add_pick, unfrozen
     from subscribers import csvio
 
     _ensure_secret()
     s = common.settings()
     eng = engine()
     key = editions.current_key(s)
-    with session_scope(eng) as session:
-        row = editions.find_issue(session, key)
-        already_sent = row is not None and row.status == EditionStatus.SENT
+    with session() as db:
+        row = editions.find_issue(db, key)
+        already_sent = row is not None and row.status == IssueStatus.SENT
         added = 0
-        if not already_sent and not unfrozen(session):
+        if not already_sent and not unfrozen(db):
             for pick in load_picks(str(DATA / "sample_picks.yaml"), s.sections).picks:
-                add_pick(session, pick)
+                add_pick(db, pick)
                 added += 1
-        report = csvio.import_csv(session, DATA / "sample_subscribers.csv", confirmed=True)
+        report = csvio.import_csv(db, DATA / "sample_subscribers.csv", confirmed=True)
         if not already_sent:
             meta = yaml.safe_load((DATA / "sample_issue.yaml").read_text(encoding="utf-8"))
-            draft = editions.draft(session, key)
+            draft = editions.draft(db, key)
             editions.edit(
-                session,
+                db,
                 key,
                 subject=None if draft.subject else meta.get("subject"),
                 preheader=None if draft.preheader else meta.get("preheader"),
@@ -87,8 +88,8 @@ def demo() -> None:
         result = asyncio.run(_run(eng, s, row, transport))
         console.print(result.summary())
         console.print(f"Rendered files: {paths.html}  {paths.text}  {paths.eml}")
-    with session_scope(eng) as session:
-        counts = ledger.counts(session, editions.get_issue(session, key).id)
+    with session() as db:
+        counts = ledger.counts(db, editions.get_issue(db, key).id)
     where = (
         f"the SMTP server {s.smtp_host}"
         if s.uses_smtp

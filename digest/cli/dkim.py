@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,6 @@ import typer
 
 from digest.cli.app import app
 from digest.cli.common import fail, settings
-from digest.delivery import dkim, dkimkeys
 
 dkim_app = typer.Typer(help="DKIM signing keys: make one, check a signed message.")
 app.add_typer(dkim_app, name="dkim")
@@ -41,6 +41,8 @@ def keygen(
     Gmail and Yahoo require DKIM for bulk mail. Publish the record, wait for it to be
     visible, then set the three DIGEST_DKIM_* settings printed at the end.
     """
+    from digest.delivery import dkim, dkimkeys
+
     s = settings()
     selector = selector or s.dkim_selector or f"digest{date.today():%Y%m}"
     domain = (domain or s.dkim_domain or s.sender_domain).lower().rstrip(".")
@@ -80,6 +82,8 @@ def verify(
     """
     import dkim as dkimpy
 
+    from digest.delivery import dkim, dkimkeys
+
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -87,17 +91,18 @@ def verify(
     head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
     if not re.search(rb"(?im)^dkim-signature:", head):
         fail(f"{file}: the message has no DKIM-Signature header")
-    dnsfunc = None
+    dnsfunc: Callable[..., bytes | None] | None = None
     if not dns:
         signer = dkim.signer_for(settings())
         if signer is None:
             fail("DIGEST_DKIM_KEY_FILE: not set; configure DKIM or pass --dns")
-        assert signer is not None
         name = f"{signer.selector}._domainkey.{signer.domain}.".encode()
         record = dkimkeys.txt_value(signer.key).encode()
 
-        def dnsfunc(qname: bytes, timeout: int = 5) -> bytes | None:
+        def from_key_file(qname: bytes, timeout: int = 5) -> bytes | None:
             return record if qname.lower() == name.lower() else None
+
+        dnsfunc = from_key_file
 
     reasons = _Reasons()
     checker = dkimpy.DKIM(data, logger=reasons.logger)

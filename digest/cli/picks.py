@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from digest.cli.common import console, engine, settings
-from digest.editorial import picks as store
+from digest.cli.common import console, session, settings
 from digest.errors import InputError
-from digest.store.engine import session_scope
 
 picks_app = typer.Typer(
     help="Add, list, reorder and remove this week's picks.", no_args_is_help=True
@@ -32,6 +29,8 @@ def add(
     featured: Annotated[bool, typer.Option(help="Make this the featured story.")] = False,
 ) -> None:
     """Add a pick at the end of this week's list."""
+    from digest.editorial import picks as store
+
     s = settings()
     data = {
         "url": url,
@@ -50,8 +49,8 @@ def add(
     if pick.image_url and not pick.image_alt:
         console.print("warning: the picture has no --image-alt text; the title is used instead")
         pick.image_alt = pick.title
-    with session_scope(engine()) as session:
-        row = store.add_pick(session, pick)
+    with session() as db:
+        row = store.add_pick(db, pick)
         console.print(
             f"Added pick {row.id} at position {row.position}: {row.title} ({row.section})"
         )
@@ -62,15 +61,17 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Also picks already sent.")] = False,
 ) -> None:
     """This week's picks, in the order they will appear."""
+    from rich.table import Table
     from sqlalchemy import select
 
+    from digest.editorial import picks as store
     from digest.editorial.models import Pick
 
-    with session_scope(engine()) as session:
+    with session() as db:
         if all_:
-            rows = list(session.scalars(select(Pick).order_by(Pick.id)))
+            rows = list(db.scalars(select(Pick).order_by(Pick.id)))
         else:
-            rows = store.unfrozen(session)
+            rows = store.unfrozen(db)
         if not rows:
             console.print("No picks yet. Add one with `digest picks add URL --title ...`.")
             return
@@ -91,8 +92,10 @@ def list_(
 @picks_app.command("remove")
 def remove(pick_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Remove a pick (only before its issue starts sending)."""
-    with session_scope(engine()) as session:
-        row = store.remove_pick(session, pick_id)
+    from digest.editorial import picks as store
+
+    with session() as db:
+        row = store.remove_pick(db, pick_id)
         console.print(f"Removed pick {pick_id}: {row.title}")
 
 
@@ -102,16 +105,20 @@ def move(
     position: Annotated[int, typer.Argument(metavar="POSITION", help="1 = first.")],
 ) -> None:
     """Move a pick to POSITION (1-based) in this week's order."""
-    with session_scope(engine()) as session:
-        rows = store.move_pick(session, pick_id, position)
+    from digest.editorial import picks as store
+
+    with session() as db:
+        rows = store.move_pick(db, pick_id, position)
         console.print(f"Moved pick {pick_id}; order is now: {' '.join(str(p.id) for p in rows)}")
 
 
 @picks_app.command("feature")
 def feature(pick_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Make a pick the featured story (shown first, with its picture)."""
-    with session_scope(engine()) as session:
-        row = store.set_featured(session, pick_id)
+    from digest.editorial import picks as store
+
+    with session() as db:
+        row = store.set_featured(db, pick_id)
         console.print(f"Pick {pick_id} is now the featured story: {row.title}")
 
 
@@ -126,15 +133,16 @@ def import_(
 
     Any bad record stops the import and nothing is added, unless --skip-invalid.
     """
+    from digest.editorial import picks as store
     from digest.editorial.pickimport import load_picks
 
     s = settings()
     result = load_picks(source, s.sections, skip_invalid=skip_invalid)
     if not result.picks:
         raise InputError("no valid picks found", source=source)
-    with session_scope(engine()) as session:
+    with session() as db:
         for pick in result.picks:
-            store.add_pick(session, pick)
+            store.add_pick(db, pick)
     console.print(f"Imported {len(result.picks)} picks from {source}")
     for warning in result.warnings:
         console.print(f"warning: {warning}")

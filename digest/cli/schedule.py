@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
-from digest.delivery.sender import install_signal_handlers
-from digest.scheduling.scheduler import check, run_scheduler
-from digest.scheduling.trigger import describe, describe_duration, next_fire_times
-from digest.settings import Settings
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
 
 
 @app.command("schedule")
@@ -33,6 +31,11 @@ def schedule(
     an interrupted send is resumed. Ctrl-C or SIGTERM finish the messages in flight
     and exit. Several schedulers on one database elect one; the others stand by.
     """
+    import asyncio
+
+    from digest.scheduling.scheduler import check
+    from digest.scheduling.trigger import describe, describe_duration, next_fire_times
+
     s = settings()
     if show:
         times = next_fire_times(s, show)
@@ -60,6 +63,11 @@ def schedule(
 
 
 async def _main(s: Settings) -> None:
+    import asyncio
+
+    from digest.delivery.sender import install_signal_handlers
+    from digest.scheduling.scheduler import run_scheduler
+
     stop = asyncio.Event()
     install_signal_handlers(stop)
     await run_scheduler(s, stop)

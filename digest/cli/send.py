@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from digest.cli.app import app
 from digest.cli.build import IssueOpt
-from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger, preflight, presence
-from digest.delivery.models import DeliveryStatus
-from digest.delivery.sender import Sender, SendReport, install_signal_handlers
-from digest.delivery.transports import make_transport
-from digest.delivery.transports.base import Outcome
-from digest.editorial import editions
-from digest.editorial.models import EditionStatus
-from digest.errors import NotFound
-from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
+from digest.cli.common import console, engine, real_console, session, settings
+
+if TYPE_CHECKING:
+    from digest.delivery.sender import SendReport
 
 
 @app.command("send")
@@ -46,6 +36,13 @@ def send(
     without sending anyone the issue twice. Without --issue, an interrupted send is
     resumed first, otherwise this week's issue is built and sent.
     """
+    import asyncio
+
+    from digest.delivery import campaign, ledger, preflight
+    from digest.delivery.models import DeliveryStatus
+    from digest.delivery.transports import make_transport
+    from digest.editorial.models import IssueStatus
+
     s = settings()
     eng = engine()
     if status:
@@ -55,9 +52,9 @@ def send(
         _dry_run(issue)
         return
     row = campaign.prepare_send(eng, s, issue)
-    if row.status == EditionStatus.SENT:
-        with session_scope(eng) as session:
-            c = ledger.counts(session, row.id)
+    if row.status == IssueStatus.SENT:
+        with session() as db:
+            c = ledger.counts(db, row.id)
         console.print(
             f"Issue {row.key} was already sent ({c[DeliveryStatus.SENT]} delivered); nothing to do."
         )
@@ -77,10 +74,25 @@ def send(
 
 
 async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from digest.delivery import ledger
+    from digest.delivery.models import DeliveryStatus
+    from digest.delivery.sender import Sender, install_signal_handlers
+    from digest.store.engine import session_scope
+
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    with session_scope(eng) as session:
-        c = ledger.counts(session, row.id)
+    with session_scope(eng) as db:
+        c = ledger.counts(db, row.id)
     total = sum(c.values())
     done0 = total - c[DeliveryStatus.PENDING] - c[DeliveryStatus.DEFERRED]
     console.print(f"Sending issue {row.key} to {total} subscribers via {transport.describe()}")
@@ -90,7 +102,7 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=real_console(console),
         transient=False,
     ) as progress:
         task = progress.add_task(row.key, total=total, completed=done0, detail="")
@@ -111,24 +123,31 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
 
 
 def _dry_run(key: str | None) -> None:
+    from digest.delivery import ledger, preflight
+    from digest.delivery.models import DeliveryStatus
+    from digest.delivery.transports import make_transport
+    from digest.editorial import editions
+    from digest.editorial.models import IssueStatus
+    from subscribers import store
+    from subscribers.model import SubscriberStatus
+
     s = settings()
-    eng = engine()
-    with session_scope(eng) as session:
-        row = editions.resumable(session) if key is None else None
+    with session() as db:
+        row = editions.resumable(db) if key is None else None
         key = row.key if row else (key or editions.current_key(s))
-        row = editions.find_issue(session, editions.check_key(key))
-        if row is None or row.status == EditionStatus.DRAFT or row.status == EditionStatus.FROZEN:
-            row = editions.freeze(session, s, key)
-        c = ledger.counts(session, row.id)
+        row = editions.find_issue(db, editions.check_key(key))
+        if row is None or row.status == IssueStatus.DRAFT or row.status == IssueStatus.FROZEN:
+            row = editions.freeze(db, s, key)
+        c = ledger.counts(db, row.id)
         owed = c[DeliveryStatus.PENDING] + c[DeliveryStatus.DEFERRED]
         new = (
-            store.count(session).get(SubscriberStatus.CONFIRMED, 0) - sum(c.values())
-            if row.status != EditionStatus.SENT
+            store.count(db).get(SubscriberStatus.CONFIRMED, 0) - sum(c.values())
+            if row.status != IssueStatus.SENT
             else 0
         )
         report = preflight.check_issue(row, s)
         issue_key, issue_status = row.key, row.status  # read before the rollback expires them
-        session.rollback()  # a dry run changes nothing
+        db.rollback()  # a dry run changes nothing
     console.print(f"Dry run for issue {issue_key} ({issue_status}); nothing will be sent.")
     console.print(
         f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
@@ -141,27 +160,32 @@ def _dry_run(key: str | None) -> None:
 
 
 def _status(key: str | None, recipient: str | None) -> None:
+    from digest.delivery import ledger, presence
+    from digest.delivery.models import DeliveryStatus
+    from digest.editorial import editions
+    from digest.errors import NotFound
+    from subscribers import store
+
     s = settings()
-    with session_scope(engine()) as session:
-        found = (
-            editions.get_issue(session, key)
+    with session() as db:
+        row = (
+            editions.get_issue(db, key)
             if key
-            else editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
+            else editions.resumable(db) or next(iter(editions.list_issues(db, 1)), None)
         )
-        if found is None:
+        if row is None:
             raise NotFound("no issue yet (see `digest build`)")
-        row = found
-        c = ledger.counts(session, row.id)
+        c = ledger.counts(db, row.id)
         console.print(
             f"issue={row.key} status={row.status} sent={c[DeliveryStatus.SENT]} pending={c[DeliveryStatus.PENDING]} "
             f"deferred={c[DeliveryStatus.DEFERRED]} failed={c[DeliveryStatus.FAILED]} skipped={c[DeliveryStatus.SKIPPED]}"
         )
-        console.print(presence.describe(session))
+        console.print(presence.describe(db))
         if recipient:
             _email, email_key = store.normalise_email(recipient)
-            info = ledger.explain(session, row.id, email_key)
+            info = ledger.explain(db, row.id, email_key)
             if info is None:
-                sub = store.get_by_email(session, recipient)
+                sub = store.get_by_email(db, recipient)
                 why = f"subscriber status is {sub.status}" if sub else "not a subscriber"
                 console.print(f"{recipient}: not in the ledger for {row.key} ({why})")
             else:
@@ -186,11 +210,19 @@ def test_send(
     issue: IssueOpt = None,
 ) -> None:
     """Send the issue with a [TEST] subject to these addresses; the ledger is untouched."""
+    import asyncio
+
+    from digest.delivery import campaign
+    from digest.delivery.transports import make_transport
+    from digest.delivery.transports.base import Outcome
+    from digest.editorial import editions
+    from digest.editorial.models import IssueStatus
+
     s = settings()
-    with session_scope(engine()) as session:
-        row = editions.find_issue(session, editions.check_key(issue or editions.current_key(s)))
-        if row is None or row.status == EditionStatus.DRAFT:
-            row = editions.freeze(session, s, issue)
+    with session() as db:
+        row = editions.find_issue(db, editions.check_key(issue or editions.current_key(s)))
+        if row is None or row.status == IssueStatus.DRAFT:
+            row = editions.freeze(db, s, issue)
     results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
     bad = 0
     for email, res in results:

@@ -12,13 +12,10 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from digest.cli.app import app
-from digest.cli.common import console, engine, err, fail, settings
-from digest.editors import store
+from digest.cli.common import console, engine, err, fail, session, settings
 from digest.errors import InputError
-from digest.store.engine import session_scope
 
 editors_app = typer.Typer(help="Editors: who may sign in to the desk.", no_args_is_help=True)
 app.add_typer(editors_app, name="editors")
@@ -69,13 +66,13 @@ def serve(
     """Run the web app: the editors' desk, sign-up, confirm and unsubscribe pages, archive."""
     import uvicorn
 
+    from digest.editors import store
     from digest.web.app import create_app
 
     s = settings()
-    eng = engine()
-    web = create_app(s, engine=eng)
-    with session_scope(eng) as session:
-        n_editors = len(store.list_all(session))
+    web = create_app(s, engine=engine())
+    with session() as db:
+        n_editors = len(store.list_all(db))
     _check_port(host, port)
     console.print(f"Serving {s.list_name} on http://{host}:{port}  (public URL: {s.base_url})")
     console.print(f"  desk:      {s.base_url}/desk/")
@@ -128,13 +125,15 @@ def add(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Create an editor; asks for the password twice (hidden)."""
+    from digest.editors import store
+
     name = store.check_name(name)
-    with session_scope(engine()) as session:
-        if store.find(session, name) is not None:
+    with session() as db:
+        if store.find(db, name) is not None:
             fail(f"editor {name!r} already exists; use `digest editors password {name}`")
     password = store.check_password(_read_password(password_stdin))
-    with session_scope(engine()) as session:
-        row = store.add(session, name, password, email)
+    with session() as db:
+        row = store.add(db, name, password, email)
         where = f" (tests go to {row.email})" if row.email else ""
     console.print(f"Added editor {name}{where}. Sign in at {settings().base_url}/desk/")
 
@@ -145,19 +144,25 @@ def password(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Set a new password; the editor's open sessions are signed out."""
-    with session_scope(engine()) as session:
-        store.get(session, name)
+    from digest.editors import store
+
+    with session() as db:
+        store.get(db, name)
     new = store.check_password(_read_password(password_stdin))
-    with session_scope(engine()) as session:
-        store.set_password(session, name, new)
+    with session() as db:
+        store.set_password(db, name, new)
     console.print(f"Password changed for {name}; their open sessions are signed out.")
 
 
 @editors_app.command("list")
 def list_() -> None:
     """Everyone who may sign in to the desk."""
-    with session_scope(engine()) as session:
-        rows = store.list_all(session)
+    from rich.table import Table
+
+    from digest.editors import store
+
+    with session() as db:
+        rows = store.list_all(db)
         if not rows:
             console.print("No editors yet. Add one with `digest editors add NAME`.")
             return
@@ -176,6 +181,8 @@ def list_() -> None:
 @editors_app.command("remove")
 def remove(name: Annotated[str, typer.Argument(help="The editor's name.")]) -> None:
     """Remove an editor; their open sessions end at once."""
-    with session_scope(engine()) as session:
-        row = store.remove(session, name)
+    from digest.editors import store
+
+    with session() as db:
+        row = store.remove(db, name)
         console.print(f"Removed editor {row.name}.")

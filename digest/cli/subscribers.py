@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from digest.cli.common import console, engine
-from digest.store.engine import session_scope
-from subscribers import csvio, store
-from subscribers.model import STATUSES, SubscriberStatus
+from digest.cli.common import console, session
+
+#: The subscriber statuses, spelled out here so that `--help` need not import the model
+#: (SQLAlchemy); tests/test_cli_start.py checks them against subscribers.model.STATUSES.
+STATUS_NAMES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 
 subscribers_app = typer.Typer(
     help="Import, export, add, remove and count subscribers.", no_args_is_help=True
@@ -33,8 +33,10 @@ def import_(
     Nobody who unsubscribed, bounced or complained is ever revived by an import.
     Any invalid row stops the import and nothing changes, unless --skip-invalid.
     """
-    with session_scope(engine()) as session:
-        report = csvio.import_csv(session, file, confirmed=confirmed, skip_invalid=skip_invalid)
+    from subscribers import csvio
+
+    with session() as db:
+        report = csvio.import_csv(db, file, confirmed=confirmed, skip_invalid=skip_invalid)
     console.print(report.summary())
     for problem in report.invalid:
         console.print(f"skipped: {problem}")
@@ -43,8 +45,10 @@ def import_(
 @subscribers_app.command("export")
 def export(file: Annotated[Path, typer.Argument(metavar="FILE.csv")]) -> None:
     """Export every subscriber (with status and consent) to CSV."""
-    with session_scope(engine()) as session:
-        n = csvio.export_csv(session, file)
+    from subscribers import csvio
+
+    with session() as db:
+        n = csvio.export_csv(db, file)
     console.print(f"Exported {n} subscribers to {file}")
 
 
@@ -57,38 +61,42 @@ def add(
     ] = False,
 ) -> None:
     """Add one subscriber (pending unless --confirmed)."""
-    with session_scope(engine()) as session:
-        row = store.add(
-            session,
-            email,
-            name,
-            status=SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
-            source="cli",
-        )
+    from subscribers import store
+    from subscribers.model import SubscriberStatus
+
+    with session() as db:
+        status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
+        row = store.add(db, email, name, status=status, source="cli")
         console.print(f"{row.email}: {row.status}")
 
 
 @subscribers_app.command("remove")
 def remove(email: Annotated[str, typer.Argument(metavar="EMAIL")]) -> None:
     """Unsubscribe an address for good (the row stays so no import revives it)."""
-    with session_scope(engine()) as session:
-        row = store.remove(session, email)
+    from subscribers import store
+
+    with session() as db:
+        row = store.remove(db, email)
         console.print(f"{row.email}: {row.status}")
 
 
 @subscribers_app.command("list")
 def list_(
     status: Annotated[
-        str | None, typer.Option(help=f"Only this status: {', '.join(STATUSES)}.")
+        str | None, typer.Option(help=f"Only this status: {', '.join(STATUS_NAMES)}.")
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
     offset: Annotated[int, typer.Option(help="Skip this many rows.")] = 0,
 ) -> None:
     """List subscribers."""
-    if status is not None and status not in STATUSES:
-        raise typer.BadParameter(f"must be one of {', '.join(STATUSES)}", param_hint="--status")
-    with session_scope(engine()) as session:
-        rows = store.list_(session, status=status, limit=limit, offset=offset)
+    if status is not None and status not in STATUS_NAMES:
+        raise typer.BadParameter(f"must be one of {', '.join(STATUS_NAMES)}", param_hint="--status")
+    from rich.table import Table
+
+    from subscribers import store
+
+    with session() as db:
+        rows = store.list_(db, status=status, limit=limit, offset=offset)
         table = Table("id", "email", "name", "status", "since")
         for r in rows:
             table.add_row(str(r.id), r.email, r.name, r.status, f"{r.created_at:%Y-%m-%d}")
@@ -98,8 +106,11 @@ def list_(
 @subscribers_app.command("count")
 def count() -> None:
     """How many subscribers there are, by status."""
-    with session_scope(engine()) as session:
-        counts = store.count(session)
+    from subscribers import store
+
+    with session() as db:
+        counts = store.count(db)
     total = sum(counts.values())
-    parts = " ".join(f"{k}={counts.get(k, 0)}" for k in STATUSES)
+    by_name = {str(k): n for k, n in counts.items()}
+    parts = " ".join(f"{k}={by_name.get(k, 0)}" for k in STATUS_NAMES)
     console.print(f"total={total} {parts}")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
-from digest.delivery.sender import SendReport, install_signal_handlers
-from digest.delivery.worker import SQLITE_REFUSAL, Worker, WorkerReport
 from digest.errors import StateError
+
+if TYPE_CHECKING:
+    from digest.delivery.sender import SendReport
+    from digest.delivery.worker import WorkerReport
 
 
 @app.command("worker")
@@ -28,6 +29,10 @@ def worker(
     twice, and a worker that dies only delays its batch by DIGEST_LEASE_SECONDS.
     Ctrl-C or SIGTERM: messages in flight finish, the rest is left for the others.
     """
+    import asyncio
+
+    from digest.delivery.worker import SQLITE_REFUSAL
+
     s = settings()
     if not s.is_postgres:
         raise StateError(SQLITE_REFUSAL)
@@ -37,6 +42,11 @@ def worker(
 
 
 async def _run(eng, s, once: bool) -> WorkerReport:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from digest.delivery.sender import install_signal_handlers
+    from digest.delivery.worker import Worker
+
     stop = asyncio.Event()
     install_signal_handlers(stop)
     w = Worker(eng, s, once=once, stop=stop, on_run=_print_run)

@@ -58,7 +58,7 @@ class Preview:
 def sample_message(settings: Settings, issue: Edition) -> EmailMessage:
     email_addr, name = campaign.SAMPLE_RECIPIENT
     raw = campaign.message_for(settings, issue, email_addr, name)
-    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value,unused-ignore]
 
 
 def take_apart(msg: EmailMessage, size: int) -> Preview:

@@ -14,13 +14,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-import defusedxml
-import defusedxml.ElementTree as SafeET
-import feedparser
-
 from digest.editorial.pickimport.records import Record
 from digest.editorial.picks import plain_text
-from digest.errors import InputError
+from digest.errors import InputError, MissingExtra
 
 #: A feed's description is often the whole article; the digest wants a lead.
 FEED_SUMMARY_CHARS = 500
@@ -36,6 +32,8 @@ def feed_records(
 ) -> list[Record]:
     """One mapped record per feed item; `base_url` resolves relative links of fetched feeds."""
     root = check_xml(data, source)
+    import feedparser  # check_xml made sure the [feeds] extra is installed
+
     if _local(root.tag) not in _FEED_ROOTS:
         raise InputError(
             f"is not an RSS or Atom feed (the document is <{_local(root.tag)}>)", source=source
@@ -57,6 +55,12 @@ def feed_records(
 
 def check_xml(data: bytes, source: str) -> ET.Element:
     """Parse with defusedxml; refuse entities and name the line of any syntax error."""
+    try:  # both libraries come with the [feeds] extra; feed_records needs feedparser next
+        import defusedxml
+        import defusedxml.ElementTree as SafeET
+        import feedparser  # noqa: F401
+    except ImportError:
+        raise MissingExtra("feeds", f"{source}: reading an RSS/Atom feed") from None
     try:
         return SafeET.fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except defusedxml.EntitiesForbidden as exc:

@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
-from digest.errors import InputError
+from digest.errors import InputError, MissingExtra
 
 FETCH_TIMEOUT = 10.0
 MAX_REDIRECTS = 5
@@ -55,6 +53,10 @@ def fetch(url: str, *, max_bytes: int, timeout: float = FETCH_TIMEOUT) -> tuple[
 
     Returns (body, content type, final URL). Every failure is a one-line InputError.
     """
+    try:
+        import httpx
+    except ImportError:
+        raise MissingExtra("feeds", f"{url}: importing picks from a URL") from None
     deadline = time.monotonic() + 3 * timeout  # a server dripping bytes cannot hold us forever
     headers = {"User-Agent": _USER_AGENT, "Accept": _ACCEPT}
     try:
