@@ -167,6 +167,13 @@ def get(session: Session, slug: str) -> Newsletter:
     return row
 
 
+def get_by_id(session: Session, newsletter_id: int) -> Newsletter:
+    row = session.get(Newsletter, newsletter_id)
+    if row is None:
+        raise NotFound(f"no newsletter with id {newsletter_id}")
+    return row
+
+
 def ensure_default(session: Session) -> Newsletter:
     """The default newsletter, created on first use (a fresh installation has one)."""
     row = session.scalar(select(Newsletter).where(Newsletter.is_default.is_(True)))
