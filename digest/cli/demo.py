@@ -57,7 +57,7 @@ def demo() -> None:
         sent = [e for e in editions.list_editions(db, t.newsletter, 5) if e.status == "sent"]
     if sent:
         console.print(
-            f"The demo already ran: edition {sent[0].key} was sent. Next edition: "
+            f"The demo already ran: edition {sent[0].key} was already sent. Next edition: "
             f"{t.edition.key} (`digest picks list`, `digest send --status`)."
         )
         return

@@ -218,9 +218,9 @@ def _dry_run(newsletter: str | None, edition: str | None) -> None:
             subscriptions.mailable_count(db, t.newsletter.id) if row.status in editions.OPEN else 0
         )
         report = preflight.check_issue(row, t.settings)
-        key, state = row.key, row.status  # read before the rollback expires them
+        key, state, slug = row.key, row.status, t.newsletter.slug  # before the rollback
         db.rollback()  # a dry run changes nothing
-    console.print(f"Dry run for {t.newsletter.slug} edition {key} ({state}); nothing will be sent.")
+    console.print(f"Dry run for {slug} edition {key} ({state}); nothing will be sent.")
     via = make_transport(t.settings).describe()
     console.print(f"  would send to {owed + new} subscribers via {via}")
     console.print(f"  already sent: {c[D.SENT]}, failed: {c[D.FAILED]}, skipped: {c[D.SKIPPED]}")
