@@ -22,15 +22,16 @@ from digest.delivery import campaign
 from digest.delivery.message import MessageTemplate, Recipient
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
-from digest.editorial.picks import add_pick, validate_pick
+from digest.editorial import newsletters
 from digest.editorial.render import render_issue
 from digest.errors import SettingsError, TransportError
+from digest.settings import load_settings
 from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
-from tests import imapd
+from subscribers import subscriptions
+from subscribers.model import SubscriberStatus, SubscriptionStatus
+from tests import imapd, sending
 from tests.clirun import run_cli
-from tests.samples import sample_content, sample_pick
+from tests.samples import sample_content
 
 DOMAIN = "news.example.com"
 
@@ -188,16 +189,21 @@ def test_arf_reports() -> None:
 
 
 def confirmed(engine, *emails: str) -> dict[str, int]:
-    with session_scope(engine) as s:
-        return {
-            e: store.add(s, e, e.split("@")[0].title(), status=SubscriberStatus.CONFIRMED).id
-            for e in emails
-        }
+    """Confirmed subscribers of the default newsletter: {email: subscriber id}."""
+    settings = load_settings()
+    return {
+        e: sending.subscribe(engine, settings, e, e.split("@")[0].title()).subscriber.id
+        for e in emails
+    }
 
 
 def statuses(engine) -> dict[str, tuple[str, int]]:
+    """{email: (effective status for the default newsletter, bounce count)}."""
     with session_scope(engine) as s:
-        return {r.email: (r.status, r.bounce_count) for r in store.list_(s)}
+        nl = newsletters.resolve(s, load_settings())
+        return {
+            m.email: (m.status, m.subscriber.bounce_count) for m in subscriptions.members(s, nl.id)
+        }
 
 
 def maildir_with(path: Path, *messages: bytes) -> mailbox.Maildir:
@@ -218,7 +224,7 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
         "left@example.com",
     )
     with session_scope(engine) as s:
-        store.remove(s, "left@example.com")
+        subscriptions.unsubscribe(s, newsletters.resolve(s, settings).id, "left@example.com")
     box = workdir / "bounces"
     md = maildir_with(
         box,
@@ -238,8 +244,10 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
     report = process(engine, settings, f"maildir:{box}")
     assert report.read == 9 and report.unrecognized == 1
     assert dict(report.kinds) == {"hard": 4, "complaint": 1, "soft": 2, "ignored": 1}
-    assert report.outcomes["bounced"] == 2 and report.outcomes["complained"] == 1
-    assert report.outcomes["counted"] == 2 and report.outcomes["already"] == 1
+    # A hard bounce suppresses the address, also one that left this newsletter: the
+    # suppression is per address and would block every other newsletter too.
+    assert report.outcomes["bounced"] == 3 and report.outcomes["complained"] == 1
+    assert report.outcomes["counted"] == 2 and report.outcomes["already"] == 0
     assert report.outcomes["unmatched"] == 1 and report.outcomes["ignored"] == 1
     assert statuses(engine) == {
         "hard@example.com": (SubscriberStatus.BOUNCED, 0),
@@ -247,8 +255,11 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
         "complains@example.com": (SubscriberStatus.COMPLAINED, 0),
         "soft@example.com": (SubscriberStatus.CONFIRMED, 2),
         "slow@example.com": (SubscriberStatus.CONFIRMED, 0),
-        "left@example.com": (SubscriberStatus.UNSUBSCRIBED, 0),
+        "left@example.com": (SubscriberStatus.BOUNCED, 0),
     }
+    with session_scope(engine) as s:  # its subscription still says it left
+        left = subscriptions.find(s, newsletters.resolve(s, settings).id, "left@example.com")
+        assert left.subscription.status == SubscriptionStatus.UNSUBSCRIBED
     assert "2 soft bounces counted" in report.summary()
     # Every message is now in cur/ and seen; the one that is no report is also flagged.
     assert not os.listdir(box / "new")
@@ -261,19 +272,20 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
         2,
     )
 
-    # The third soft bounce reaches DIGEST_SOFT_BOUNCE_THRESHOLD (3).
+    # The third soft bounce reaches DIGEST_SOFT_BOUNCE_THRESHOLD (3); a second hard
+    # bounce of an address already suppressed changes nothing.
     md.add(dsn("soft@example.com", "4.2.2"))
+    md.add(dsn("hard@example.com", "5.1.1"))
     third = process(engine, settings, f"maildir:{box}")
-    assert third.read == 1 and third.outcomes["bounced"] == 1
+    assert third.read == 2 and third.outcomes["bounced"] == 1 and third.outcomes["already"] == 1
     assert statuses(engine)["soft@example.com"] == (SubscriberStatus.BOUNCED, 3)
+    assert statuses(engine)["hard@example.com"] == (SubscriberStatus.BOUNCED, 0)
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_bounced_and_complained_are_never_mailed_again(workdir, settings, engine) -> None:
     ids = confirmed(engine, "ok@example.com", "gone@example.com", "angry@example.com")
-    with session_scope(engine) as s:
-        pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, settings.sections))
+    sending.add_picks(engine, settings, 1)
     box = workdir / "bounces"
     maildir_with(
         box,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from digest.delivery import qp
 from digest.delivery.transports.base import SMTPReady, is_smtp_ready
-from digest.editorial import slots
+from digest.editorial import i18n, slots
 from digest.editorial.render import RenderedIssue
 from digest.settings import Settings
 
@@ -95,10 +95,11 @@ def to_header(email: str, name: str) -> bytes:
     return b"To: " + encoded_words("To", name) + f"\r\n <{email}>\r\n".encode()
 
 
-def greeting(name: str) -> str:
+def greeting(name: str, language: str = "en") -> str:
+    """ "Hello Anna," (or "Hello," without a name), in the newsletter's language."""
     name = _CONTROL.sub(" ", name).strip()
     first = name.split()[0] if name else ""
-    return f"Hello {first}," if first else "Hello,"
+    return i18n.greeting(first, language)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +129,12 @@ class MessageTemplate:
         nonce: str | None = None,
         extra_headers: dict[str, str] | None = None,
         signer: Signer | None = None,
+        language: str = "en",
     ) -> None:
-        """`signer` (digest.dkim) adds a DKIM-Signature to every built message."""
+        """`signer` (digest.dkim) adds a DKIM-Signature to every built message; `language`
+        is the newsletter's (the greeting, and the Content-Language header)."""
         self.issue_key = issue_key
+        self.language = language
         self.signer = signer
         self.domain = settings.sender_domain
         self.nonce = nonce or secrets.token_hex(4)
@@ -154,6 +158,8 @@ class MessageTemplate:
         if settings.reply_to:
             post.append(fold_header("Reply-To", settings.reply_to))
         post.append(b"Precedence: bulk\r\n")
+        if language and language != "en":
+            post.append(fold_header("Content-Language", language))
         post.append(fold_header("X-Digest-Issue", issue_key))
         for name, value in (extra_headers or {}).items():
             post.append(fold_header(name, value))
@@ -212,7 +218,7 @@ class MessageTemplate:
         url = self.unsub_base + r.token
         url_run = qp.encode_run(url.encode())  # the token is URL-safe: no escaping needed
         prefs_run = qp.encode_run((self.prefs_base + r.preferences).encode())
-        text_greeting, html_greeting = _greeting_runs(greeting(r.name))
+        text_greeting, html_greeting = _greeting_runs(greeting(r.name, self.language))
         values = {
             TO: to_header(r.email, r.name),
             MSGID: str(r.subscriber_id).encode(),

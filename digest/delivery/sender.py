@@ -136,6 +136,7 @@ def template_for(
         subject=subject,
         date=utcnow(),
         signer=signer_for(settings),
+        language=str((issue.content.get("newsletter") or {}).get("language") or "en"),
     )
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.editorial import newsletters
+from digest.editorial import i18n, newsletters
 from digest.editorial.models import OPEN, Edition, EditionStatus, Newsletter, Pick
 from digest.editorial.picks import live_picks, pick_to_dict, plain_text
 from digest.editorial.render import render_issue
@@ -237,9 +237,10 @@ def default_subject(name: str, picks: list[dict[str, Any]]) -> str:
     return subject if len(subject) <= 78 else subject[:77].rstrip() + "…"
 
 
-def default_preheader(picks: list[dict[str, Any]]) -> str:
+def default_preheader(picks: list[dict[str, Any]], language: str = "en") -> str:
     titles = [p["title"] for p in picks if not p["featured"]][:3]
-    text = "Also this week: " + "; ".join(titles) if titles else picks[0]["summary"]
+    also = i18n.words(language)["also"]
+    text = f"{also}: " + "; ".join(titles) if titles else picks[0]["summary"]
     return text if len(text) <= 140 else text[:139].rstrip() + "…"
 
 
@@ -274,7 +275,7 @@ def freeze(
     content = {
         "key": edition.key,
         "subject": edition.subject or default_subject(nl.name, picks),
-        "preheader": edition.preheader or default_preheader(picks),
+        "preheader": edition.preheader or default_preheader(picks, nl.language),
         "intro": edition.intro,
         "date": now.astimezone(own.tz).date().isoformat(),
         "view_url": f"{settings.base_url}{newsletters.archive_path(newsletter)}/{edition.key}",
