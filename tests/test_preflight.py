@@ -32,7 +32,7 @@ needs_spamassassin = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def clean() -> tuple[dict[str, Any], RenderedIssue]:
     content = sample_content(20)
-    s = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    s = Settings(secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com")
     return content, render_issue(content, s)
 
 
@@ -44,6 +44,7 @@ class FakeIssue:
     text: str
     content: dict[str, Any]
     key: str = KEY
+    id: int = 1
     subject: str = ""
     preheader: str = ""
     status: str = "frozen"
@@ -260,7 +261,7 @@ def test_build_prints_the_report_and_errors_block(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env |= {
-        "DIGEST_SECRET_KEY": "s" * 40,
+        "DIGEST_SECRET_KEY": "s5Tg2Hk9Wq4Zr7Xm1Pb8Vn3Cd6Fj0LyE",
         "DIGEST_BASE_URL": "https://news.example.com",
         "DIGEST_FROM": "News <digest@news.example.com>",
         "DIGEST_TEMPLATES_DIR": str(templates),
