@@ -23,14 +23,13 @@ from sqlalchemy.orm import Session
 from digest.bounces.reports import COMPLAINT, HARD, SOFT, Notice
 from digest.delivery import reference
 from digest.delivery.models import SENT_OK, Delivery
+from digest.store.base import MAX_ID
 from subscribers import store
 from subscribers.model import BLOCKED, BOUNCED, COMPLAINED, Subscriber
 
 log = logging.getLogger("digest.bounces")
 
 Outcome = Literal["bounced", "complained", "counted", "already", "ignored", "rejected"]
-#: Largest id a reference may name (ids are 32-bit integers in the store).
-MAX_ID = 2**31 - 1
 
 
 def verified(secret: bytes, notice: Notice) -> reference.Reference | None | str:
