@@ -27,7 +27,7 @@ from digest.headertext import check_header_safe
 DEFAULT_SECTIONS = ["News", "Features", "Analysis", "Opinion"]
 MIN_SECRET_LENGTH = 32
 _CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
-_HOST = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?|[0-9a-f:.]+")
 
 
 class Settings(BaseSettings):
@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         if isinstance(value, str):
-            value = [h.strip().lower() for h in value.split(",") if h.strip()]
+            value = [h.strip().lower().strip("[]") for h in value.split(",") if h.strip()]
         if isinstance(value, list):
             for host in value:
                 if not _HOST.fullmatch(str(host)):

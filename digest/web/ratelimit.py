@@ -9,9 +9,7 @@ from datetime import timedelta
 
 from digest.store.throttle import Limit, clear, hit, purge, retry_after, take
 
-#: Failed sign-ins per editor name, and per client address (any names).
-LOGIN_PER_NAME = Limit("login-name", 5, timedelta(minutes=15))
-LOGIN_PER_CLIENT = Limit("login-client", 20, timedelta(minutes=15))
+# Sign-in limits: digest.web.loginguard.
 #: Sign-up form posts per client address.
 SIGNUP_PER_CLIENT = Limit("signup-client", 10, timedelta(hours=1))
 #: Confirmation emails per address: the form cannot be used to flood one mailbox.
@@ -27,8 +25,6 @@ def minutes(wait: timedelta) -> int:
 
 __all__ = [
     "CONFIRM_MAIL_PER_ADDRESS",
-    "LOGIN_PER_CLIENT",
-    "LOGIN_PER_NAME",
     "LONGEST",
     "Limit",
     "SIGNUP_PER_CLIENT",
