@@ -12,8 +12,6 @@ from digest.store.throttle import Limit, clear, hit, purge, retry_after, take
 # Sign-in limits: digest.web.loginguard.
 #: Sign-up form posts per client address.
 SIGNUP_PER_CLIENT = Limit("signup-client", 10, timedelta(hours=1))
-#: Confirmation emails per address: the form cannot be used to flood one mailbox.
-CONFIRM_MAIL_PER_ADDRESS = Limit("confirm-mail", 3, timedelta(hours=24))
 #: The longest window above; older events are purged.
 LONGEST = timedelta(hours=24)
 
@@ -24,7 +22,6 @@ def minutes(wait: timedelta) -> int:
 
 
 __all__ = [
-    "CONFIRM_MAIL_PER_ADDRESS",
     "LONGEST",
     "Limit",
     "SIGNUP_PER_CLIENT",
