@@ -7,9 +7,13 @@ import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
 
 import pytest
 
+from digest.editorial.picks import add_pick, validate_pick
+from digest.store.engine import session_scope
+from tests.samples import sample_pick
 from tests.webtools import desk_client
 
 
@@ -147,3 +151,35 @@ def test_out_of_range_ids_are_404_not_500(serve_web) -> None:
                 assert r.status_code == 404, (pick_id, action)
         huge = c.post("/desk/picks/1/move", data={"csrf": csrf, "to": "9" * 40})
         assert huge.status_code in (404, 400)
+
+
+class Frames(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "iframe":
+            self.frames.append(dict(attrs))
+
+
+def test_every_preview_frame_is_sandboxed(serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
+        add_pick(s, validate_pick(pick, srv.settings.sections))
+    with desk_client(srv) as c:
+        page = c.get("/desk/")
+        key = re.search(r'href="/desk/issues/([0-9W-]+)"', page.text).group(1)
+        issue = c.get(f"/desk/issues/{key}")
+        parser = Frames()
+        parser.feed(issue.text)
+        assert len(parser.frames) == 3
+        for frame in parser.frames:
+            tokens = (frame.get("sandbox") or "").split()
+            assert "sandbox" in frame, frame
+            assert "allow-scripts" not in tokens and "allow-same-origin" not in tokens, frame
+            document = c.get(frame["src"])
+            csp = document.headers["content-security-policy"]
+            assert "; sandbox allow-popups" in csp and "allow-scripts" not in csp
+            assert "script-src" not in csp and "frame-ancestors 'self'" in csp

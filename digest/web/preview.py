@@ -171,7 +171,7 @@ def _document(request: Request, *, dark: bool) -> Response:
     return HTMLResponse(
         dark_variant(html) if dark else html,
         headers={
-            "content-security-policy": email_csp("'self'"),
+            "content-security-policy": email_csp("'self'", sandbox=True),
             "x-frame-options": "SAMEORIGIN",
         },
     )

@@ -40,12 +40,21 @@ PAGE_CSP = (
 )
 
 
-def email_csp(frame_ancestors: str) -> str:
-    """For an email's HTML shown as a page: its inline styles and remote images, no script."""
+#: The desk's preview frames: no scripts, an opaque origin (no allow-same-origin), links
+#: may open a new tab as in a mail client. Also sent as the documents' CSP `sandbox`.
+PREVIEW_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+
+
+def email_csp(frame_ancestors: str, *, sandbox: bool = False) -> str:
+    """For an email's HTML shown as a page: its inline styles and remote images, no script.
+
+    `sandbox` (the desk's previews, framed by the desk's own origin) also puts the
+    document in a sandbox, even if opened on its own: an email can never act as the desk.
+    """
     return (
         "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
         "font-src https: data:; form-action 'none'; base-uri 'none'; "
-        f"frame-ancestors {frame_ancestors}"
+        f"frame-ancestors {frame_ancestors}" + (f"; sandbox {PREVIEW_SANDBOX}" if sandbox else "")
     )
 
 
