@@ -183,3 +183,23 @@ def test_every_preview_frame_is_sandboxed(serve_web) -> None:
             csp = document.headers["content-security-policy"]
             assert "; sandbox allow-popups" in csp and "allow-scripts" not in csp
             assert "script-src" not in csp and "frame-ancestors 'self'" in csp
+
+
+def test_test_sends_are_limited_per_editor(smtp_server, serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
+        add_pick(s, validate_pick(pick, srv.settings.sections))
+    with desk_client(srv) as c:
+        key = re.search(r'href="/desk/issues/([0-9W-]+)"', c.get("/desk/").text).group(1)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get(f"/desk/issues/{key}").text).group(1)
+        codes = []
+        for batch in range(6):  # 10 addresses a time: the hour allows 50 per editor
+            to = ",".join(f"t{batch}-{i}@example.com" for i in range(10))
+            codes.append(
+                c.post(f"/desk/issues/{key}/test", data={"csrf": csrf, "to": to}).status_code
+            )
+        assert codes == [200] * 5 + [429], codes
+        refused = c.post(f"/desk/issues/{key}/test", data={"csrf": csrf, "to": "one@example.com"})
+        assert refused.status_code == 429 and "At most 50 test recipients an hour" in refused.text
+    assert len(smtp_server.messages) == 50

@@ -129,13 +129,41 @@ def forget(session: Session, ids: list[int]) -> None:
 
 
 def take(
-    session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
+    session: Session,
+    limit: Limit,
+    value: str,
+    secret: bytes,
+    now: datetime | None = None,
+    *,
+    count: int = 1,
 ) -> timedelta | None:
-    """Count an event if the limit allows it (atomically): None when counted, else the wait."""
+    """Count `count` events if the limit allows them all (atomically): None when counted,
+    else how long until it would (never, for more than the limit: the whole window)."""
     lock(session)
-    wait = retry_after(session, limit, value, secret, now)
+    now = now or utcnow()
+    if count == 1:
+        wait = retry_after(session, limit, value, secret, now)
+    else:
+        key = _key(secret, limit.scope, value)
+        times = session.scalars(
+            select(ThrottleEvent.at)
+            .where(
+                ThrottleEvent.scope == limit.scope,
+                ThrottleEvent.key == key,
+                ThrottleEvent.at > now - limit.window,
+            )
+            .order_by(ThrottleEvent.at)
+        ).all()
+        excess = len(times) + count - limit.count
+        if excess <= 0:
+            wait = None
+        elif excess > len(times):
+            wait = limit.window
+        else:
+            wait = max(times[excess - 1] + limit.window - now, timedelta(seconds=1))
     if wait is None:
-        hit(session, limit, value, secret, now)
+        for _ in range(count):
+            hit(session, limit, value, secret, now)
     return wait
 
 
