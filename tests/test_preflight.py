@@ -204,7 +204,7 @@ def test_dkim_set_up_is_checked(workdir, clean, monkeypatch) -> None:
     key_file.chmod(0o644)
     report = preflight.check_issue(issue, load_settings())
     assert codes(report)["dkim-alignment"] == "warning"
-    assert any("chmod 600" in f.message for f in report.findings if f.code == "dkim-key")
+    assert any("chmod 600" in f.message for f in report.findings if f.code == "file-mode")
 
 
 def test_spam_check_skipped_with_a_note(workdir, clean, monkeypatch) -> None:

@@ -20,6 +20,7 @@ from digest.delivery.transports import make_transport
 from digest.editorial import editions, preflight
 from digest.editorial.models import SENT
 from digest.editorial.picks import add_pick, unfrozen
+from digest.privatefiles import open_private
 from digest.store.engine import session_scope
 
 
@@ -32,8 +33,9 @@ def _ensure_secret() -> None:
     if "DIGEST_SECRET_KEY=" in text:
         return
     key = secrets.token_urlsafe(48)
-    with env.open("a", encoding="utf-8") as fh:
+    with open_private(env, "a", encoding="utf-8") as fh:
         fh.write(("" if text.endswith("\n") or not text else "\n") + f"DIGEST_SECRET_KEY={key}\n")
+    env.chmod(0o600)  # it holds the secret now, even if it existed before
     console.print("Created a random DIGEST_SECRET_KEY in ./.env (keep it secret, keep it stable).")
     common.settings.cache_clear()
 

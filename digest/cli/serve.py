@@ -70,6 +70,9 @@ def serve(
     with session_scope(eng) as session:
         n_editors = len(store.list_all(session))
     _check_port(host, port)
+    from digest.privatefiles import warn_exposed
+
+    warn_exposed(s)
     console.print(f"Serving {s.list_name} on http://{host}:{port}  (public URL: {s.base_url})")
     console.print(f"  desk:      {s.base_url}/desk/")
     console.print(f"  sign-up:   {s.base_url}/subscribe      archive: {s.base_url}/issues/")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from digest.editorial import darkmode, slots, spamscore
 from digest.errors import DigestError, SettingsError
+from digest.privatefiles import exposed
 from digest.settings import Settings
 
 GMAIL_CLIP = 102 * 1024
@@ -208,6 +209,8 @@ def check_issue(issue: object, settings: Settings, *, spam: bool = True) -> Repo
         key=issue.key,
         settings=settings,
     )
+    for line in exposed(settings):
+        r.add(WARNING, "file-mode", line)
     dkim_ok = _check_dkim(r, settings)
     if spam and dkim_ok:
         _check_spam(r, issue, subject, settings)
@@ -242,9 +245,6 @@ def _check_dkim(r: Report, settings: Settings) -> bool:
     bits = getattr(signer.key, "key_size", None)
     if bits is not None and bits < MIN_RECOMMENDED_RSA_BITS:
         r.add(WARNING, "dkim-key", f"the RSA key has {bits} bits; use 2048 (digest dkim keygen)")
-    path = settings.dkim_key_file
-    if path is not None and path.expanduser().stat().st_mode & 0o077:
-        r.add(WARNING, "dkim-key", f"{path} can be read by other users: chmod 600 {path}")
     return True
 
 
