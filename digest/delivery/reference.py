@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from digest import varint
+
 MAC_BYTES = 10
 VERP_TAG = "b-"
 #: A reference as it appears in text (hex, lower or upper case).
@@ -47,28 +49,6 @@ def _key(secret: bytes) -> bytes:
     return hmac.new(secret, _KEY_LABEL, hashlib.sha256).digest()
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if not value:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(data) and shift <= 63:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise ValueError("truncated")
-
-
 def _mac(key: bytes, head: bytes) -> hashlib.blake2s:
     return hashlib.blake2s(head, key=key, digest_size=MAC_BYTES, person=_PERSON)
 
@@ -81,11 +61,11 @@ class Signer:
     def __init__(self, secret: bytes, issue_id: int) -> None:
         if issue_id < 0:
             raise ValueError("issue id must not be negative")
-        self._head = _varint(issue_id)
+        self._head = varint.encode(issue_id)
         self._mac = _mac(_key(secret), self._head)
 
     def __call__(self, subscriber_id: int) -> str:
-        tail = _varint(subscriber_id)
+        tail = varint.encode(subscriber_id)
         mac = self._mac.copy()
         mac.update(tail)
         return (self._head + tail + mac.digest()).hex()
@@ -101,8 +81,8 @@ def verify(secret: bytes, text: str) -> Reference | None:
         return None
     try:
         raw = bytes.fromhex(text)
-        issue_id, pos = _read_varint(raw, 0)
-        subscriber_id, pos = _read_varint(raw, pos)
+        issue_id, pos = varint.decode(raw, 0)
+        subscriber_id, pos = varint.decode(raw, pos)
     except ValueError:
         return None
     if len(raw) - pos != MAC_BYTES:
