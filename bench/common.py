@@ -34,7 +34,7 @@ from digest.editorial.models import Issue
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings, load_settings
 from digest.store.engine import dispose_all, get_engine, session_scope
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from subscribers.store import row_values, upsert_rows
 from tests.samples import sample_content
 
@@ -87,7 +87,7 @@ def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None
                 f"reader{i}@example.com",
                 f"Reader {i}",
                 {},
-                CONFIRMED,
+                SubscriberStatus.CONFIRMED,
                 "bench",
                 now,
             )

@@ -84,7 +84,7 @@ def child_load_list() -> dict[str, object]:
 
     from digest.settings import load_settings
     from digest.store.engine import get_engine, session_scope
-    from subscribers.model import CONFIRMED, Subscriber
+    from subscribers.model import Subscriber, SubscriberStatus
 
     settings = load_settings()
     engine = get_engine(settings.database_url)
@@ -92,7 +92,7 @@ def child_load_list() -> dict[str, object]:
     with session_scope(engine) as session:
         rows = session.execute(
             select(Subscriber.id, Subscriber.email, Subscriber.name).where(
-                Subscriber.status == CONFIRMED
+                Subscriber.status == SubscriberStatus.CONFIRMED
             )
         ).all()
         count = len(rows)

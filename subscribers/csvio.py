@@ -37,7 +37,7 @@ from digest.errors import InputError
 from digest.privatefiles import open_private
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.csvread import CsvSource, guard_cell, open_csv, unguard_cell
-from subscribers.model import BLOCKED, CONFIRMED, PENDING, STATUSES
+from subscribers.model import BLOCKED, STATUSES, SubscriberStatus
 from subscribers.store import TABLE, row_values, upsert_rows
 
 BATCH = 1000
@@ -269,7 +269,7 @@ def import_csv(
     path = Path(path)
     with open_csv(path) as source:
         report = ImportReport(source.name, encoding=source.encoding, delimiter=source.delimiter)
-        status = CONFIRMED if confirmed else PENDING
+        status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
         importer = _Importer(session, report, status, f"import:{path.name}")
         cols: _Columns | None = None
         first_error: InputError | None = None
@@ -357,9 +357,7 @@ def export_csv(session: Session, path: Path) -> int:
 
 
 def _iso(value: datetime | None) -> str:
-    """ISO 8601 in UTC; SQLite hands back naive datetimes that are UTC already."""
+    """ISO 8601 in UTC (the store hands back aware UTC datetimes)."""
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat(timespec="seconds")

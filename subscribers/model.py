@@ -26,14 +26,9 @@ class SubscriberStatus(enum.StrEnum):
     COMPLAINED = "complained"
 
 
-PENDING = SubscriberStatus.PENDING
-CONFIRMED = SubscriberStatus.CONFIRMED
-UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
-BOUNCED = SubscriberStatus.BOUNCED
-COMPLAINED = SubscriberStatus.COMPLAINED
 STATUSES = tuple(SubscriberStatus)
 #: Never mailed again, never revived by an import.
-BLOCKED = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+BLOCKED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 class Subscriber(Base):

@@ -11,8 +11,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
+from typing import cast as typed
 
-from sqlalchemy import String, and_, case, cast, func, literal_column, not_, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    case,
+    cast,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,15 +37,7 @@ from subscribers.addresses import (
     needs_smtputf8,
     normalise_email,
 )
-from subscribers.model import (
-    BLOCKED,
-    BOUNCED,
-    CONFIRMED,
-    PENDING,
-    STATUSES,
-    UNSUBSCRIBED,
-    Subscriber,
-)
+from subscribers.model import BLOCKED, STATUSES, Subscriber, SubscriberStatus
 
 __all__ = [
     "add",
@@ -52,7 +57,7 @@ __all__ = [
     "upsert_rows",
 ]
 
-TABLE = Subscriber.__table__
+TABLE = typed(Table, Subscriber.__table__)
 
 
 def upsert_statement(session: Session, now: datetime) -> Any:
@@ -67,6 +72,7 @@ def upsert_statement(session: Session, now: datetime) -> Any:
     `now` is inlined as a literal: one timestamp per batch instead of three binds per row.
     """
     dialect = session.get_bind().dialect
+    stmt: postgresql.Insert | sqlite.Insert
     if dialect.name == "postgresql":
         stmt = postgresql.insert(TABLE)
     elif dialect.name == "sqlite":
@@ -83,7 +89,10 @@ def upsert_statement(session: Session, now: datetime) -> Any:
     new = stmt.excluded
     old = TABLE.c
     becomes_blocked = _blocked(new.status)
-    confirms = and_(old.status == _const(PENDING), new.status == _const(CONFIRMED))
+    confirms = and_(
+        old.status == _const(SubscriberStatus.PENDING),
+        new.status == _const(SubscriberStatus.CONFIRMED),
+    )
     changes = or_(becomes_blocked, confirms)
     return stmt.on_conflict_do_update(
         index_elements=[old.email_key],
@@ -91,7 +100,7 @@ def upsert_statement(session: Session, now: datetime) -> Any:
             "status": case(
                 (_blocked(old.status), old.status),
                 (becomes_blocked, new.status),
-                (confirms, _const(CONFIRMED)),
+                (confirms, _const(SubscriberStatus.CONFIRMED)),
                 else_=old.status,
             ),
             "name": case((new.name == _const(""), old.name), else_=new.name),
@@ -112,7 +121,9 @@ def _timestamp_literal(dialect: Any, now: datetime) -> Any:
     if process is not None:  # SQLite: the same string a bound datetime becomes
         text = str(process(now)).replace("'", "''")
         return literal_column(f"'{text}'", TABLE.c.updated_at.type)
-    return cast(literal_column(impl.literal_processor(dialect)(now)), TABLE.c.updated_at.type)
+    literal = impl.literal_processor(dialect)
+    assert literal is not None
+    return cast(literal_column(literal(now)), TABLE.c.updated_at.type)
 
 
 def _blocked(column: Any) -> Any:
@@ -148,7 +159,7 @@ def row_values(
         "name": name,
         "attributes": attributes,
         "status": status,
-        "consent_at": now if status == CONFIRMED else None,
+        "consent_at": now if status == SubscriberStatus.CONFIRMED else None,
         "consent_source": source,
     }
 
@@ -158,7 +169,7 @@ def add(
     email: str,
     name: str = "",
     *,
-    status: str = PENDING,
+    status: str = SubscriberStatus.PENDING,
     source: str = "cli",
     attributes: dict[str, str] | None = None,
 ) -> Subscriber:
@@ -167,8 +178,11 @@ def add(
     Re-adding a blocked address changes nothing; check the returned row's status
     to tell the user. Passing status=CONFIRMED confirms a pending address.
     """
-    if status not in (PENDING, CONFIRMED):
-        raise InputError(f"must be {PENDING} or {CONFIRMED}, not {status!r}", field="status")
+    if status not in (SubscriberStatus.PENDING, SubscriberStatus.CONFIRMED):
+        raise InputError(
+            f"must be {SubscriberStatus.PENDING} or {SubscriberStatus.CONFIRMED}, not {status!r}",
+            field="status",
+        )
     address, key = normalise_email(email)
     name = clean_name(name)
     merged = dict(attributes or {})
@@ -219,7 +233,7 @@ def remove(session: Session, email: str) -> Subscriber:
     if row is None:
         raise NotFound(f"no subscriber with address {email.strip()!r}")
     if row.status not in BLOCKED:
-        row.status = UNSUBSCRIBED
+        row.status = SubscriberStatus.UNSUBSCRIBED
         row.status_changed_at = utcnow()
         session.flush()
     return row
@@ -236,7 +250,7 @@ def list_(
     return list(session.scalars(query))
 
 
-def count(session: Session) -> dict[str, int]:
+def count(session: Session) -> dict[SubscriberStatus, int]:
     """Number of subscribers per status; every status is present, zeros included."""
     counts = dict.fromkeys(STATUSES, 0)
     rows = session.execute(select(TABLE.c.status, func.count()).group_by(TABLE.c.status))
@@ -256,7 +270,7 @@ def iter_confirmed_ids(session: Session, after_id: int = 0, batch: int = 1000) -
         ids = list(
             session.scalars(
                 select(TABLE.c.id)
-                .where(TABLE.c.status == CONFIRMED, TABLE.c.id > last)
+                .where(TABLE.c.status == SubscriberStatus.CONFIRMED, TABLE.c.id > last)
                 .order_by(TABLE.c.id)
                 .limit(batch)
             )
@@ -283,9 +297,9 @@ def set_status(
     if row.status in BLOCKED and status not in BLOCKED and not force:
         raise StateError(f"{row.email} is {row.status}; it is not made {status} again")
     now = utcnow()
-    row.status = status
+    row.status = SubscriberStatus(status)
     row.status_changed_at = now
-    if status == CONFIRMED:
+    if status == SubscriberStatus.CONFIRMED:
         row.consent_at = now
         row.consent_source = source
     session.flush()
@@ -304,7 +318,7 @@ def record_bounce(session: Session, subscriber_id: int, threshold: int) -> bool:
         .where(TABLE.c.id == subscriber_id)
         .values(
             bounce_count=TABLE.c.bounce_count + 1,
-            status=case((reaches, BOUNCED), else_=TABLE.c.status),
+            status=case((reaches, SubscriberStatus.BOUNCED), else_=TABLE.c.status),
             status_changed_at=case((reaches, now), else_=TABLE.c.status_changed_at),
             updated_at=now,
         )
@@ -315,7 +329,7 @@ def record_bounce(session: Session, subscriber_id: int, threshold: int) -> bool:
     cached = session.identity_map.get(session.identity_key(Subscriber, subscriber_id))
     if cached is not None:
         session.expire(cached)
-    return result[0] == BOUNCED
+    return result[0] == SubscriberStatus.BOUNCED
 
 
 def _check_status(status: str) -> None:

@@ -38,7 +38,7 @@ from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
 
 DOMAIN = "news.example.com"
@@ -72,7 +72,7 @@ def send_issue(
         ids = {}
         for e in emails:
             row = store.get_by_email(s, e) or store.add(
-                s, e, e.split("@")[0].title(), status=CONFIRMED
+                s, e, e.split("@")[0].title(), status=SubscriberStatus.CONFIRMED
             )
             ids[e] = row.id
         pick = {k: v for k, v in sample_pick(len(ids)).items() if k not in ("id", "position")}

@@ -25,14 +25,14 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
-from digest.delivery.models import SENT_OK, Delivery
+from digest.delivery.models import Delivery, DeliveryStatus
 from digest.editorial.models import Issue
 from digest.editorial.picks import add_pick, validate_pick
 from digest.scheduling.trigger import describe
 from digest.settings import load_settings
 from digest.store.engine import get_engine, session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
 from tests.smtpd import CollectingHandler, SMTPServer
 
@@ -133,7 +133,7 @@ class Site:
                 self.add_pick(s, settings, i)
             for i in range(subscribers):
                 email = f"{prefix}{i}@example.com"
-                store.add(s, email, f"Reader {i}", status=CONFIRMED)
+                store.add(s, email, f"Reader {i}", status=SubscriberStatus.CONFIRMED)
                 self.emails.append(email)
 
     @staticmethod
@@ -148,7 +148,7 @@ class Site:
 
     def sent_in_ledger(self) -> int:
         with session_scope(self.engine) as s:
-            return s.scalar(select(func.count()).where(Delivery.status == SENT_OK)) or 0
+            return s.scalar(select(func.count()).where(Delivery.status == DeliveryStatus.SENT)) or 0
 
     def issue(self, key: str) -> Issue | None:
         with session_scope(self.engine) as s:

@@ -11,7 +11,7 @@ from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
 
 
@@ -34,7 +34,7 @@ def add_subscribers(engine: Engine, n: int, start: int = 0) -> list[str]:
     with session_scope(engine) as s:
         for first in range(0, n, 5000):
             rows = [
-                store.row_values(e, e, f"Reader {e}", {}, CONFIRMED, "test", now)
+                store.row_values(e, e, f"Reader {e}", {}, SubscriberStatus.CONFIRMED, "test", now)
                 for e in emails[first : first + 5000]
             ]
             store.upsert_rows(s, rows, now)

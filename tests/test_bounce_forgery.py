@@ -13,7 +13,7 @@ from digest.bounces import process
 from digest.bounces.reports import parse
 from digest.delivery import reference
 from digest.store.engine import session_scope
-from subscribers.model import BOUNCED, COMPLAINED, CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.bouncemail import (
     DOMAIN,
     arf,
@@ -63,7 +63,7 @@ def test_forged_dsns_and_complaints_remove_nobody(workdir, settings, engine) -> 
     assert report.outcomes["rejected"] == len(forgeries), report.summary()
     assert not (report.outcomes["bounced"] or report.outcomes["complained"])
     assert f"{len(forgeries)} rejected without a valid signed reference" in report.summary()
-    assert {statuses(engine)[v] for v in VICTIMS} == {(CONFIRMED, 0)}
+    assert {statuses(engine)[v] for v in VICTIMS} == {(SubscriberStatus.CONFIRMED, 0)}
     assert flagged(box) == ["FS"] * len(forgeries)  # kept for a person to look at
 
 
@@ -83,8 +83,8 @@ def test_a_subscribers_own_reference_cannot_be_turned_on_someone_else(
     )
     report = process(engine, settings, f"maildir:{box}")
     assert report.outcomes["bounced"] == 1 and report.outcomes["rejected"] == 1
-    assert statuses(engine)["mallory@example.net"][0] == BOUNCED
-    assert {statuses(engine)[v] for v in VICTIMS} == {(CONFIRMED, 0)}
+    assert statuses(engine)["mallory@example.net"][0] == SubscriberStatus.BOUNCED
+    assert {statuses(engine)[v] for v in VICTIMS} == {(SubscriberStatus.CONFIRMED, 0)}
 
 
 def test_a_valid_signature_still_needs_a_sent_delivery(workdir, settings, engine) -> None:
@@ -105,22 +105,28 @@ def test_a_valid_signature_still_needs_a_sent_delivery(workdir, settings, engine
         *(dsn(VICTIMS[0], "5.1.1", to=f"digest+b-{ref}@{DOMAIN}") for ref in not_sent),
     )
     report = process(engine, settings, f"maildir:{box}")
-    assert report.outcomes["rejected"] == 3 and statuses(engine)[VICTIMS[0]] == (CONFIRMED, 0)
+    assert report.outcomes["rejected"] == 3 and statuses(engine)[VICTIMS[0]] == (
+        SubscriberStatus.CONFIRMED,
+        0,
+    )
     # The real thing, for comparison: acted on.
     maildir_with(box, yahoo_arf(victim))
     assert process(engine, settings, f"maildir:{box}").outcomes["complained"] == 1
-    assert statuses(engine)[VICTIMS[0]][0] == COMPLAINED
+    assert statuses(engine)[VICTIMS[0]][0] == SubscriberStatus.COMPLAINED
 
 
 def test_a_report_of_a_delivery_that_failed_is_rejected(workdir, settings, engine) -> None:
-    from digest.delivery.models import FAILED, Delivery
+    from digest.delivery.models import Delivery, DeliveryStatus
 
     issue, sent = send_issue(engine, settings, VICTIMS[0])
     with session_scope(engine) as s:
-        s.query(Delivery).filter_by(issue_id=issue.id).update({"status": FAILED})
+        s.query(Delivery).filter_by(issue_id=issue.id).update({"status": DeliveryStatus.FAILED})
     maildir_with(workdir / "box", gmail_dsn(sent[VICTIMS[0]]))
     report = process(engine, settings, f"maildir:{workdir / 'box'}")
-    assert report.outcomes["rejected"] == 1 and statuses(engine)[VICTIMS[0]] == (CONFIRMED, 0)
+    assert report.outcomes["rejected"] == 1 and statuses(engine)[VICTIMS[0]] == (
+        SubscriberStatus.CONFIRMED,
+        0,
+    )
 
 
 # -- the reference itself --------------------------------------------------------------

@@ -26,7 +26,7 @@ from digest.errors import SettingsError, TransportError
 from digest.settings import load_settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import BOUNCED, COMPLAINED, CONFIRMED, UNSUBSCRIBED
+from subscribers.model import SubscriberStatus
 from tests import imapd
 from tests.bouncemail import (
     DOMAIN,
@@ -102,7 +102,10 @@ def test_arf_reports() -> None:
 
 def confirmed(engine, *emails: str) -> dict[str, int]:
     with session_scope(engine) as s:
-        return {e: store.add(s, e, e.split("@")[0].title(), status=CONFIRMED).id for e in emails}
+        return {
+            e: store.add(s, e, e.split("@")[0].title(), status=SubscriberStatus.CONFIRMED).id
+            for e in emails
+        }
 
 
 def statuses(engine) -> dict[str, tuple[str, int]]:
@@ -152,12 +155,12 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
     assert report.outcomes["counted"] == 2 and report.outcomes["already"] == 1
     assert report.outcomes["rejected"] == 1 and report.outcomes["ignored"] == 1
     assert statuses(engine) == {
-        "hard@example.com": (BOUNCED, 0),
-        "moved@example.com": (BOUNCED, 0),
-        "complains@example.com": (COMPLAINED, 0),
-        "soft@example.com": (CONFIRMED, 2),
-        "slow@example.com": (CONFIRMED, 0),
-        "left@example.com": (UNSUBSCRIBED, 0),
+        "hard@example.com": (SubscriberStatus.BOUNCED, 0),
+        "moved@example.com": (SubscriberStatus.BOUNCED, 0),
+        "complains@example.com": (SubscriberStatus.COMPLAINED, 0),
+        "soft@example.com": (SubscriberStatus.CONFIRMED, 2),
+        "slow@example.com": (SubscriberStatus.CONFIRMED, 0),
+        "left@example.com": (SubscriberStatus.UNSUBSCRIBED, 0),
     }
     assert "2 soft bounces counted" in report.summary()
     assert "1 rejected without a valid signed reference" in report.summary()
@@ -168,13 +171,16 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
     assert flags == ["FS", "FS"] + ["S"] * 7
 
     again = process(engine, settings, f"maildir:{box}")
-    assert again.read == 0 and statuses(engine)["soft@example.com"] == (CONFIRMED, 2)
+    assert again.read == 0 and statuses(engine)["soft@example.com"] == (
+        SubscriberStatus.CONFIRMED,
+        2,
+    )
 
     # The third soft bounce reaches DIGEST_SOFT_BOUNCE_THRESHOLD (3).
     md.add(gmail_dsn(sent["soft@example.com"], "4.2.2"))
     third = process(engine, settings, f"maildir:{box}")
     assert third.read == 1 and third.outcomes["bounced"] == 1
-    assert statuses(engine)["soft@example.com"] == (BOUNCED, 3)
+    assert statuses(engine)["soft@example.com"] == (SubscriberStatus.BOUNCED, 3)
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -213,9 +219,13 @@ def test_real_reports_from_each_provider_are_acted_on(workdir, settings, engine,
     maildir_with(workdir / "box", data)
     report = process(engine, settings, f"maildir:{workdir / 'box'}")
     assert report.outcomes["rejected"] == 0, report.summary()
-    expected = COMPLAINED if "arf" in shape else (CONFIRMED if shape == "outlook" else BOUNCED)
+    expected = (
+        SubscriberStatus.COMPLAINED
+        if "arf" in shape
+        else (SubscriberStatus.CONFIRMED if shape == "outlook" else SubscriberStatus.BOUNCED)
+    )
     assert statuses(engine)["reader@example.com"][0] == expected
-    assert statuses(engine)["other@example.com"] == (CONFIRMED, 0)
+    assert statuses(engine)["other@example.com"] == (SubscriberStatus.CONFIRMED, 0)
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -277,7 +287,7 @@ def test_bounces_process_command(workdir, settings, engine) -> None:
     assert out.stdout.startswith(f"3 messages read from maildir:{workdir / 'box'}: 2 hard bounces")
     assert "marked 1 bounced" in out.stdout and "1 not a report" in out.stdout
     assert "1 rejected without a valid signed reference" in out.stdout
-    assert statuses(engine)["hard@example.com"][0] == BOUNCED
+    assert statuses(engine)["hard@example.com"][0] == SubscriberStatus.BOUNCED
 
     unset = cli(workdir, "bounces", "process", **db)
     assert unset.returncode == 2 and unset.stderr.startswith(
@@ -359,8 +369,8 @@ def test_imap_mailbox_over_tls(imap_server, workdir, settings, engine, monkeypat
     assert report.read == 3 and report.unrecognized == 1
     assert report.outcomes["bounced"] == 1 and report.outcomes["complained"] == 1
     assert report.source == f"imaps://{user}@127.0.0.1:{imap_server.imaps_port}/INBOX"
-    assert statuses(engine)["hard@example.com"][0] == BOUNCED
-    assert statuses(engine)["angry@example.com"][0] == COMPLAINED
+    assert statuses(engine)["hard@example.com"][0] == SubscriberStatus.BOUNCED
+    assert statuses(engine)["angry@example.com"][0] == SubscriberStatus.COMPLAINED
     assert flags_by_uid(client) == [{"\\Seen"}, {"\\Seen"}, {"\\Seen", "\\Flagged"}]
 
     # Plain IMAP with STARTTLS reads the same folder; nothing is new, nothing changes.

@@ -10,12 +10,12 @@ from digest.delivery import campaign, ledger
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
 from digest.editorial import editions
-from digest.editorial.models import DRAFT, FROZEN, SENDING, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import load_settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
 
 
@@ -30,7 +30,7 @@ def test_test_send_uses_a_test_subject_and_leaves_the_ledger_alone(smtp_server, 
     settings = load_settings()
     add_picks(engine, settings)
     with session_scope(engine) as s:
-        store.add(s, "reader@example.com", "Reader", status=CONFIRMED)
+        store.add(s, "reader@example.com", "Reader", status=SubscriberStatus.CONFIRMED)
     issue = campaign.build(engine, settings)
     results = asyncio.run(
         campaign.test_send(
@@ -44,7 +44,7 @@ def test_test_send_uses_a_test_subject_and_leaves_the_ledger_alone(smtp_server, 
         assert msg["Subject"].startswith("[TEST] ")
     with session_scope(engine) as s:
         row = s.get(Issue, issue.id)
-        assert row.status == FROZEN
+        assert row.status == IssueStatus.FROZEN
         assert sum(ledger.counts(s, row.id).values()) == 0
 
 
@@ -76,13 +76,13 @@ def test_prepare_send_resumes_an_interrupted_issue_first(engine) -> None:
     settings = load_settings()
     add_picks(engine, settings, 2)
     with session_scope(engine) as s:
-        store.add(s, "a@example.com", status=CONFIRMED)
+        store.add(s, "a@example.com", status=SubscriberStatus.CONFIRMED)
         old = editions.freeze(s, settings, "2026-W40")
         editions.start_sending(s, old)
         ledger.fill(s, old)
     add_picks(engine, settings, 1)
     chosen = campaign.prepare_send(engine, settings)
-    assert chosen.key == "2026-W40" and chosen.status == SENDING
+    assert chosen.key == "2026-W40" and chosen.status == IssueStatus.SENDING
     with session_scope(engine) as s:
         this_week = editions.find_issue(s, editions.current_key(settings))
-        assert this_week is None or this_week.status == DRAFT
+        assert this_week is None or this_week.status == IssueStatus.DRAFT

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from digest.clock import utcnow
 from digest.delivery import claims, ledger
-from digest.delivery.models import DEFERRED, OWED, SENT_OK, Delivery
+from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.transports.base import Outcome, Result
 from digest.settings import load_settings
 from digest.store.engine import session_scope
@@ -26,7 +26,7 @@ def claim(engine, issue, token, limit=100, lease=60.0):
 
 def record(engine, results, **kw):
     with session_scope(engine) as s:
-        return ledger.record(s, results, **{**RECORD, **kw})
+        return ledger.record(s, results, ledger.RetryPolicy(**RECORD), **kw)
 
 
 def holders(engine, issue) -> Counter:
@@ -79,10 +79,10 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_record(engine)
     new = claim(engine, issue, "alive/1")
     assert [r.id for r in new] == [r.id for r in old]
     late = record(engine, [(r, Result.sent()) for r in old])
-    assert late[SENT_OK] == 0  # not written: the rows belong to "alive/1" now
+    assert late[DeliveryStatus.SENT] == 0  # not written: the rows belong to "alive/1" now
     assert holders(engine, issue) == {"alive/1": 5}
     counts = record(engine, [(r, Result.sent()) for r in new])
-    assert counts[SENT_OK] == 5
+    assert counts[DeliveryStatus.SENT] == 5
     assert holders(engine, issue) == {None: 5}
 
 
@@ -110,7 +110,7 @@ def test_deferred_rows_wait_for_their_time_and_outlook_says_when(engine) -> None
     rows = claim(engine, issue, "w/1")
     slow = Result(Outcome.DEFERRED, 451, "4.7.1 slow down")
     counts = record(engine, [(rows[0], slow), (rows[1], Result.sent())])
-    assert counts[DEFERRED] == 1 and counts[SENT_OK] == 1
+    assert counts[DeliveryStatus.DEFERRED] == 1 and counts[DeliveryStatus.SENT] == 1
     with session_scope(engine) as s:
         look = claims.outlook(s, issue.id)
     assert (look.owed, look.held, look.claimable) == (2, 1, 0)  # rows[2] is still w/1's
@@ -136,13 +136,13 @@ def test_deferred_rows_wait_for_their_time_and_outlook_says_when(engine) -> None
     assert [(r.id, r.attempts) for r in retry] == [(rows[0].id, 1)]
 
 
-def test_release_worker_frees_only_that_workers_tokens(engine) -> None:
+def test_release_holder_frees_only_that_workers_tokens(engine) -> None:
     issue, _ = started_send(engine, load_settings(), 9)
     claim(engine, issue, "host:1:ab/1", 3)
     claim(engine, issue, "host:1:ab/2", 3)
     claim(engine, issue, "host:1:abc/1", 3)  # a different worker sharing a prefix
     with session_scope(engine) as s:
-        assert claims.release_worker(s, "host:1:ab") == 6
+        assert claims.release_holder(s, "host:1:ab") == 6
         owed = s.scalar(
             select(Delivery.claimed_by).where(
                 Delivery.issue_id == issue.id,

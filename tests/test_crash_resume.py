@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from digest.delivery.models import SENT_OK, Delivery
-from digest.editorial.models import SENT, Issue, Pick
+from digest.delivery.models import Delivery, DeliveryStatus
+from digest.editorial.models import Issue, IssueStatus, Pick
 from digest.editorial.picks import add_pick, validate_pick
 from digest.resources import builtin_templates
 from digest.settings import load_settings
@@ -148,7 +148,7 @@ def ledger_sent(engine) -> set[str]:  # type: ignore[no-untyped-def]
         rows = s.execute(
             select(Subscriber.email)
             .join(Delivery, Delivery.subscriber_id == Subscriber.id)
-            .where(Delivery.status == SENT_OK)
+            .where(Delivery.status == DeliveryStatus.SENT)
         )
         return {r[0] for r in rows}
 
@@ -237,7 +237,7 @@ def test_sigkill_at_five_random_points_nobody_missed_only_in_flight_repeated(
     )
     assert ledger_sent(engine) == set(emails)
     with session_scope(engine) as s:
-        assert s.scalars(select(Issue.status)).one() == SENT
+        assert s.scalars(select(Issue.status)).one() == IssueStatus.SENT
     twice = next((e for e, c in got.items() if c > 1), None)
     for email in {emails[0], twice} - {None}:
         status = subprocess.run(

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from digest.delivery.models import SENT_OK
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
 from digest.settings import load_settings
@@ -115,4 +115,4 @@ def test_a_send_survives_its_connections_being_killed(engine, smtp_server) -> No
     assert kills["connections"] > 0
     got = Counter(smtp_server.handler.recipients())
     assert sorted(got) == sorted(emails) and set(got.values()) == {1}
-    assert report.finished and report.run[SENT_OK] == 300
+    assert report.finished and report.run[DeliveryStatus.SENT] == 300

@@ -32,7 +32,7 @@ from digest.errors import SettingsError
 from digest.settings import DEFAULT_SECTIONS, Settings, load_settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_content, sample_pick
 
 DOMAIN = "news.example.com"
@@ -236,7 +236,7 @@ def test_signature_survives_a_real_smtp_hop(smtp_server, workdir, keys, monkeypa
             ("dot.name@example.com", "Dorothée Dupont"),
             ("jo@example.org", ""),
         ]:
-            store.add(s, addr, name, status=CONFIRMED)
+            store.add(s, addr, name, status=SubscriberStatus.CONFIRMED)
     issue = campaign.prepare_send(engine, settings)
 
     async def go():

@@ -22,16 +22,16 @@ import pytest
 from sqlalchemy import select
 
 from digest.delivery import campaign
-from digest.delivery.models import FAILED, PENDING, SENT_OK, Delivery
+from digest.delivery.models import Delivery, DeliveryStatus
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
-from digest.editorial.models import SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.errors import TransportError
 from digest.settings import Settings, load_settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED, Subscriber
+from subscribers.model import Subscriber, SubscriberStatus
 from tests.faults import FaultServer, Moment, Plan, Reply, Reset, Stall, self_signed_context
 
 #: Every fault against the plain and the pipelined (RFC 2920) client path on SQLite, and
@@ -65,7 +65,7 @@ def seed(engine, settings: Settings) -> None:  # type: ignore[no-untyped-def]
         }
         add_pick(s, validate_pick(pick, settings.sections))
         for i, email in enumerate(EMAILS):
-            store.add(s, email, f"Reader {i}", status=CONFIRMED)
+            store.add(s, email, f"Reader {i}", status=SubscriberStatus.CONFIRMED)
 
 
 @pytest.fixture
@@ -139,13 +139,17 @@ def check_truth(
 ) -> None:
     """The ledger agrees with the server, recipient by recipient."""
     assert set(rows) == set(EMAILS)
-    unfinished = {e: r for e, r in rows.items() if r.status not in (SENT_OK, FAILED)}
+    unfinished = {
+        e: r
+        for e, r in rows.items()
+        if r.status not in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+    }
     assert not unfinished, f"the send left recipients owed: {unfinished}"
-    sent = {e for e, r in rows.items() if r.status == SENT_OK}
+    sent = {e for e, r in rows.items() if r.status == DeliveryStatus.SENT}
     accepted = srv.accepted
     assert sent == set(accepted), "the ledger's sent set differs from what the server accepted"
     for email, r in rows.items():
-        if r.status == SENT_OK:
+        if r.status == DeliveryStatus.SENT:
             assert 200 <= (r.code or 0) < 300, (email, r)
             assert accepted[email] == (2 if email in duplicates else 1), (email, accepted[email])
         else:
@@ -170,7 +174,7 @@ def test_421_mid_session_closes_and_the_messages_are_retried(
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows)
-    assert report.finished and report.run[SENT_OK] == N
+    assert report.finished and report.run[DeliveryStatus.SENT] == N
     assert len(srv.handler.replies("421")) == 2
     for email in (at_rcpt, after_data):
         assert rows[email].attempts == 2, rows[email]
@@ -212,7 +216,7 @@ def test_throttling_then_acceptance_retries_with_backoff(
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows)
-    assert report.finished and report.run[SENT_OK] == N
+    assert report.finished and report.run[DeliveryStatus.SENT] == N
     code = int(reply[:3])
     assert len(srv.handler.replies(reply[:3])) == 2 * len(throttled)
     assert report.run["deferred"] == 2 * len(throttled)
@@ -248,14 +252,20 @@ def test_permanent_550_and_553_fail_with_the_servers_reply(
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows)
-    assert report.finished and report.run[FAILED] == 2 and report.run[SENT_OK] == N - 2
+    assert (
+        report.finished
+        and report.run[DeliveryStatus.FAILED] == 2
+        and report.run[DeliveryStatus.SENT] == N - 2
+    )
     for email, text in replies.items():
         r = rows[email]
-        assert r.status == FAILED and r.attempts == 1, "a 5xx is final: never retried"
+        assert r.status == DeliveryStatus.FAILED and r.attempts == 1, (
+            "a 5xx is final: never retried"
+        )
         assert r.code == int(text[:3])
         assert r.reply in text, (r.reply, text)
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == SENT
+        assert s.get(Issue, issue.id).status == IssueStatus.SENT
         # A hard bounce counts toward the subscriber's bounce threshold.
         assert store.get_by_email(s, EMAILS[1]).bounce_count == 1
 
@@ -269,12 +279,14 @@ def test_552_too_big_at_mail_via_size_and_after_data(workdir, engine, serving, d
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows)
-    assert report.finished and report.run[FAILED] == N
+    assert report.finished and report.run[DeliveryStatus.FAILED] == N
     assert {r.code for r in rows.values()} == {552}
     assert all("size" in r.reply and r.attempts == 1 for r in rows.values())
     with session_scope(engine) as s:
         # Too big is the message's fault, not the address's: nobody is marked bounced.
-        assert {(x.status, x.bounce_count) for x in store.list_(s, limit=100)} == {(CONFIRMED, 0)}
+        assert {(x.status, x.bounce_count) for x in store.list_(s, limit=100)} == {
+            (SubscriberStatus.CONFIRMED, 0)
+        }
 
 
 def test_552_after_data_for_one_mailbox(workdir, engine, serving, deliver) -> None:  # type: ignore[no-untyped-def]
@@ -288,9 +300,9 @@ def test_552_after_data_for_one_mailbox(workdir, engine, serving, deliver) -> No
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows)
-    assert rows[full].status == FAILED and rows[full].code == 552
+    assert rows[full].status == DeliveryStatus.FAILED and rows[full].code == 552
     assert "Mailbox full" in rows[full].reply
-    assert report.run[SENT_OK] == N - 1
+    assert report.run[DeliveryStatus.SENT] == N - 1
 
 
 def test_connection_reset_during_data_is_retried(workdir, engine, serving, deliver) -> None:  # type: ignore[no-untyped-def]
@@ -311,7 +323,7 @@ def test_connection_reset_during_data_is_retried(workdir, engine, serving, deliv
     check_truth(srv, rows)
     assert len(srv.handler.replies("reset")) == 2
     for email in (mid_stream, before_reply):
-        assert rows[email].status == SENT_OK and rows[email].attempts == 2
+        assert rows[email].status == DeliveryStatus.SENT and rows[email].attempts == 2
     assert report.run["deferred"] == 2
 
 
@@ -335,7 +347,7 @@ def test_stalled_server_timeouts_fire(workdir, engine, serving, deliver) -> None
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows, duplicates=frozenset({slow_reply}))
-    assert report.finished and report.run[SENT_OK] == N
+    assert report.finished and report.run[DeliveryStatus.SENT] == N
     assert rows[slow_rcpt].attempts == 2 and rows[slow_reply].attempts == 2
     assert len(srv.handler.replies("stall")) == 3
 
@@ -357,12 +369,12 @@ def test_server_that_never_answers_stops_the_send_and_keeps_everyone_owed(
             issue = s.scalars(select(Issue)).one()
         rows = ledger(engine, issue.id)
         # An outage burns nobody's attempts: everyone is still owed, untouched.
-        assert {(r.status, r.attempts) for r in rows.values()} == {(PENDING, 0)}
+        assert {(r.status, r.attempts) for r in rows.values()} == {(DeliveryStatus.PENDING, 0)}
         assert not srv.accepted
         state["down"] = False
         _, report = deliver(engine, settings)  # the operator runs `digest send` again
     check_truth(srv, ledger(engine, issue.id))
-    assert report.finished and report.run[SENT_OK] == N
+    assert report.finished and report.run[DeliveryStatus.SENT] == N
 
 
 def test_server_limit_of_messages_per_connection(workdir, engine, serving, deliver) -> None:  # type: ignore[no-untyped-def]
@@ -379,7 +391,7 @@ def test_server_limit_of_messages_per_connection(workdir, engine, serving, deliv
         issue, report = deliver(engine, settings)
     rows = ledger(engine, issue.id)
     check_truth(srv, rows)
-    assert report.finished and report.run[SENT_OK] == N
+    assert report.finished and report.run[DeliveryStatus.SENT] == N
     refusals = len(srv.handler.replies("421"))
     assert refusals > 0 and report.run["deferred"] == refusals
     assert srv.handler.connections >= N // limit
@@ -419,7 +431,9 @@ def test_starttls_with_untrusted_certificate_is_refused_unless_allowed(
         assert "DIGEST_SMTP_TLS_VERIFY=false" in str(caught.value)
         with session_scope(engine) as s:
             issue = s.scalars(select(Issue)).one()
-        assert {(r.status, r.attempts) for r in ledger(engine, issue.id).values()} == {(PENDING, 0)}
+        assert {(r.status, r.attempts) for r in ledger(engine, issue.id).values()} == {
+            (DeliveryStatus.PENDING, 0)
+        }
         assert not srv.accepted
 
         monkeypatch.setenv("DIGEST_SMTP_TLS_VERIFY", "false")

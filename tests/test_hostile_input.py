@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from digest.delivery.models import SENT_OK, Delivery
+from digest.delivery.models import Delivery, DeliveryStatus
 from digest.store.base import Base
 from digest.store.engine import session_scope
 from subscribers import store
@@ -455,9 +455,12 @@ def test_non_ascii_local_part_needs_smtputf8(cli, engine, international, smtputf
     srv = international(smtputf8)
     cli("send")
     status, options = _delivery_status(engine), srv.handler.mail_options
-    assert status["plain@example.com"] == SENT_OK and "SMTPUTF8" not in options["plain@example.com"]
+    assert (
+        status["plain@example.com"] == DeliveryStatus.SENT
+        and "SMTPUTF8" not in options["plain@example.com"]
+    )
     if smtputf8:
-        assert status[UTF8_LOCAL] == SENT_OK and "SMTPUTF8" in options[UTF8_LOCAL]
+        assert status[UTF8_LOCAL] == DeliveryStatus.SENT and "SMTPUTF8" in options[UTF8_LOCAL]
     else:  # cannot be delivered without SMTPUTF8: failed, never counted as sent
         assert status[UTF8_LOCAL] == "failed" and UTF8_LOCAL not in srv.accepted
 
@@ -467,7 +470,7 @@ def test_non_ascii_local_part_needs_smtputf8(cli, engine, international, smtputf
 def test_idn_domain_goes_as_its_a_label(cli, engine, international, smtputf8: bool) -> None:  # type: ignore[no-untyped-def]
     srv = international(smtputf8)
     cli("send")
-    assert _delivery_status(engine)[IDN] == SENT_OK
+    assert _delivery_status(engine)[IDN] == DeliveryStatus.SENT
     assert "SMTPUTF8" not in srv.handler.mail_options[IDN_WIRE]
     msg = email.message_from_bytes(srv.handler.data[IDN_WIRE], policy=email.policy.default)
     assert msg["To"].addresses[0].addr_spec == IDN_WIRE

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from digest.clock import utcnow
 from digest.delivery import campaign, claims, ledger
 from digest.delivery.transports.base import Outcome, Result
-from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.settings import load_settings
 from digest.store.engine import MIGRATIONS_DIR, normalise_url, session_scope
 from subscribers import store
@@ -32,7 +32,46 @@ def claim(engine, issue, token, limit=100):
 
 def record(engine, results, **kw):
     with session_scope(engine) as s:
-        return ledger.record(s, results, **{**RECORD, **kw})
+        return ledger.record(s, results, ledger.RetryPolicy(**RECORD), **kw)
+
+
+# -- the decision alone (no database) ----------------------------------------------------
+
+POLICY = ledger.RetryPolicy(**RECORD)
+NOW = utcnow()
+
+
+def row(i: int, token: str = "me/1", attempts: int = 0) -> ledger.Row:
+    return ledger.Row(i, 100 + i, attempts, f"r{i}@example.com", "", "confirmed", token)
+
+
+def test_decide_maps_each_outcome_to_a_status() -> None:
+    sent = ledger.decide(row(1), Result.sent(), NOW, POLICY)
+    assert (sent.status, sent.attempts, sent.due) == ("sent", 1, None)
+    later = ledger.decide(row(2), Result(Outcome.DEFERRED, 451, "try later"), NOW, POLICY)
+    assert later.status == "deferred" and (later.due - NOW).total_seconds() == 60.0
+    last = ledger.decide(row(3, attempts=2), Result(Outcome.DEFERRED, 451, "busy"), NOW, POLICY)
+    assert last.status == "failed" and last.reply.startswith("gave up after 3 attempts")
+    hard = ledger.decide(row(4), Result(Outcome.FAILED, 550, "no such user"), NOW, POLICY)
+    assert (hard.status, hard.code) == ("failed", 550)
+    skipped = ledger.decide(row(5, attempts=1), "skipped: unsubscribed", NOW, POLICY)
+    assert (skipped.status, skipped.attempts) == ("skipped", 1)
+
+
+def test_plan_writes_only_rows_still_held_and_counts_a_retried_batch_once() -> None:
+    rejected = Result(Outcome.FAILED, 550, "unknown user", recipient_rejected=True)
+    results = [(row(1), Result.sent()), (row(2), rejected), (row(3), Result.sent())]
+    holders = {1: ("me/1", None), 2: ("me/1", None), 3: ("other/9", None)}
+    first = ledger.plan(results, holders, NOW, POLICY)
+    assert [d.id for d in first.writes] == [1, 2] and first.lost == 1
+    assert first.bounced == [102]
+    assert (first.counts["sent"], first.counts["failed"]) == (1, 1)
+    # The same batch again after its commit got lost: rows 1 and 2 were written at NOW.
+    again = ledger.plan(
+        results, {1: (None, NOW), 2: (None, NOW), 3: ("other/9", None)}, NOW, POLICY
+    )
+    assert again.writes == [] and again.bounced == [] and again.lost == 1
+    assert (again.counts["sent"], again.counts["failed"]) == (1, 1)
 
 
 def in_threads(n: int, fn) -> list:
@@ -107,7 +146,7 @@ def test_finish_only_when_nothing_is_owed_and_only_once(engine) -> None:
 
     assert sorted(in_threads(4, finish)) == [False, False, False, True]
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == SENT
+        assert s.get(Issue, issue.id).status == IssueStatus.SENT
 
 
 def test_concurrent_starts_freeze_one_issue_and_fill_it_once(engine) -> None:
@@ -116,7 +155,7 @@ def test_concurrent_starts_freeze_one_issue_and_fill_it_once(engine) -> None:
     add_subscribers(engine, 30)
     started = in_threads(3, lambda _i: campaign.prepare_send(engine, settings))
     assert {i.id for i in started} == {started[0].id}
-    assert {i.status for i in started} == {SENDING}
+    assert {i.status for i in started} == {IssueStatus.SENDING}
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(Issue)) == 1
         assert sum(ledger.counts(s, started[0].id).values()) == 30
@@ -155,9 +194,10 @@ def test_migrations_run_on_postgresql_even_when_several_processes_start_at_once(
         found = inspect(check)
         tables = set(found.get_table_names())
         indexes = {i["name"]: i["column_names"] for i in found.get_indexes("deliveries")}
-        columns = {c["name"] for c in found.get_columns("workers")}
+        columns = {c["name"] for c in found.get_columns("leases")}
     finally:
         check.dispose()
-    assert {"issues", "deliveries", "subscribers", "picks", "workers"} <= tables
+    assert {"issues", "deliveries", "subscribers", "picks", "leases"} <= tables
+    assert not {"workers", "scheduler_leases"} & tables  # one lease table now
     assert indexes["ix_deliveries_claimed_by"] == ["claimed_by"]
-    assert {"id", "host", "pid", "started_at", "heartbeat_at", "issue_id"} <= columns
+    assert {"name", "holder", "machine", "pid", "expires_at", "issue_id"} <= columns

@@ -12,16 +12,16 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from digest.delivery import campaign, ledger
-from digest.delivery.models import FAILED, SENT_OK
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
 from digest.editorial import editions
-from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import load_settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import BOUNCED, CONFIRMED, PENDING, UNSUBSCRIBED
+from subscribers.model import SubscriberStatus
 from subscribers.tokens import verify_token
 from tests.samples import sample_pick
 from tests.smtpd import CollectingHandler, SMTPServer
@@ -35,9 +35,9 @@ def seed(engine, settings, n_confirmed: int = 30) -> list[str]:
             add_pick(s, validate_pick(pick, settings.sections))
         emails = [f"reader{i}@example.com" for i in range(n_confirmed)]
         for i, e in enumerate(emails):
-            store.add(s, e, f"Reader {i}", status=CONFIRMED)
-        store.add(s, "pending@example.com", "Pending", status=PENDING)
-        store.add(s, "gone@example.com", "Gone", status=CONFIRMED)
+            store.add(s, e, f"Reader {i}", status=SubscriberStatus.CONFIRMED)
+        store.add(s, "pending@example.com", "Pending", status=SubscriberStatus.PENDING)
+        store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
         store.remove(s, "gone@example.com")
     return emails
 
@@ -60,7 +60,7 @@ def test_every_confirmed_subscriber_gets_exactly_one_message(smtp_server, workdi
     got = Counter(smtp_server.handler.recipients())
     assert sorted(got) == sorted(emails)
     assert set(got.values()) == {1}
-    assert report.run[SENT_OK] == len(emails) and report.finished
+    assert report.run[DeliveryStatus.SENT] == len(emails) and report.finished
     tokens = set()
     for m in smtp_server.messages:
         msg = email.message_from_bytes(m.data, policy=email.policy.default)
@@ -78,11 +78,11 @@ def test_every_confirmed_subscriber_gets_exactly_one_message(smtp_server, workdi
     assert len(tokens) == len(emails)
     with session_scope(engine) as s:
         row = editions.get_issue(s, issue.key)
-        assert row.status == SENT
-        assert ledger.counts(s, row.id)[SENT_OK] == len(emails)
+        assert row.status == IssueStatus.SENT
+        assert ledger.counts(s, row.id)[DeliveryStatus.SENT] == len(emails)
     # Sending again is a no-op: nobody gets it twice.
     again = campaign.prepare_send(engine, settings, issue.key)
-    assert again.status == SENT
+    assert again.status == IssueStatus.SENT
     assert len(smtp_server.messages) == len(emails)
 
 
@@ -92,7 +92,7 @@ def test_interrupted_send_resumes_without_duplicates(smtp_server, workdir, engin
     stop = asyncio.Event()
 
     def stop_early(report):
-        if report.run[SENT_OK] >= 10:
+        if report.run[DeliveryStatus.SENT] >= 10:
             stop.set()
 
     issue = campaign.prepare_send(engine, settings)
@@ -109,7 +109,7 @@ def test_interrupted_send_resumes_without_duplicates(smtp_server, workdir, engin
     first_count = len(smtp_server.messages)
     assert 10 <= first_count < 60
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == SENDING
+        assert s.get(Issue, issue.id).status == IssueStatus.SENDING
     # The next `digest send` without a key resumes the interrupted issue.
     _, report2 = send(engine, settings)
     got = Counter(smtp_server.handler.recipients())
@@ -165,11 +165,11 @@ def test_4xx_is_retried_and_5xx_fails_and_bounces(workdir, engine, monkeypatch) 
     with session_scope(engine) as s:
         for addr in flaky:
             info = ledger.explain(s, issue.id, addr)
-            assert info["status"] == SENT_OK and info["attempts"] == 3
+            assert info["status"] == DeliveryStatus.SENT and info["attempts"] == 3
         info = ledger.explain(s, issue.id, "reader3@example.com")
-        assert info["status"] == FAILED and info["last_code"] == 550
+        assert info["status"] == DeliveryStatus.FAILED and info["last_code"] == 550
         assert "no such user" in info["last_reply"]
-        assert store.get_by_email(s, "reader3@example.com").status == BOUNCED
+        assert store.get_by_email(s, "reader3@example.com").status == SubscriberStatus.BOUNCED
 
 
 def test_deferred_forever_gives_up_after_max_attempts(workdir, engine, monkeypatch) -> None:
@@ -181,7 +181,7 @@ def test_deferred_forever_gives_up_after_max_attempts(workdir, engine, monkeypat
     assert handler.tries["reader0@example.com"] == 3
     with session_scope(engine) as s:
         info = ledger.explain(s, issue.id, "reader0@example.com")
-        assert info["status"] == FAILED
+        assert info["status"] == DeliveryStatus.FAILED
         assert info["last_reply"].startswith("gave up after 3 attempts")
         # Never counted as sent: the throttled reader is not in what arrived.
     assert "reader0@example.com" not in handler.recipients()
@@ -197,7 +197,7 @@ def test_unsubscribed_after_fill_is_skipped(smtp_server, workdir, engine) -> Non
     assert "reader4@example.com" not in smtp_server.handler.recipients()
     with session_scope(engine) as s:
         assert ledger.explain(s, issue.id, "reader4@example.com")["status"] == "skipped"
-        assert store.get_by_email(s, "reader4@example.com").status == UNSUBSCRIBED
+        assert store.get_by_email(s, "reader4@example.com").status == SubscriberStatus.UNSUBSCRIBED
 
 
 async def _send_issue(engine, settings, issue):

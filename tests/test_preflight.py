@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from digest.delivery import dkimkeys
-from digest.editorial import preflight
+from digest.delivery import dkimkeys, preflight
 from digest.editorial.darkmode import parse_colour, scan
 from digest.editorial.render import RenderedIssue, render_issue
 from digest.resources import builtin_templates

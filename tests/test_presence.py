@@ -1,4 +1,4 @@
-"""Who is sending: the workers table, on the real SQLite and PostgreSQL."""
+"""Who is sending: senders' presence leases, on the real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from sqlalchemy import func, select, update
 
 from digest.clock import utcnow
 from digest.delivery import claims
-from digest.delivery.models import Delivery, Worker
-from digest.delivery.presence import Presence, active, describe, pid_alive, reap
+from digest.delivery.models import Delivery
+from digest.delivery.presence import Presence, active, describe, reap
 from digest.settings import load_settings
+from digest.store import leases
 from digest.store.engine import session_scope
+from digest.store.leases import Lease, machine_id, pid_alive
 from tests.sending import started_send
 
 
@@ -23,44 +25,45 @@ def dead_pid() -> int:
 
 def test_join_beat_describe_leave(engine) -> None:
     issue, _ = started_send(engine, load_settings(), 3)
-    me = Presence.here("worker")
+    me = Presence.here("worker", 60)
     assert me.token(7) == f"{me.id}/7" and len(me.token(10**6)) <= 120
     with session_scope(engine) as s:
         me.join(s)
-        assert describe(s, 60).startswith("workers: 1 active: ")
-        assert "(worker, idle, 0 sent" in describe(s, 60)
+        assert describe(s).startswith("workers: 1 active: ")
+        assert "(worker, idle, 0 sent" in describe(s)
         me.beat(s, issue.id, 12)
-        line = describe(s, 60)
-    assert f"{me.host}:{me.pid} (worker, {issue.key}, 12 sent, seen 0s ago)" in line
+        line = describe(s)
+    assert f"{me.holder.host}:{me.holder.pid} (worker, {issue.key}, 12 sent, seen 0s ago)" in line
     with session_scope(engine) as s:
         me.leave(s)
-        assert describe(s, 60) == "workers: none active"
+        assert describe(s) == "workers: none active"
         me.beat(s, None, 0)  # a peer pruned us while we were asleep: we come back
-        assert [w.id for w in active(s, 60)] == [me.id]
+        assert [w.id for w in active(s)] == [me.id]
 
 
 def test_a_silent_sender_is_not_active(engine) -> None:
-    me = Presence.here("send")
+    me = Presence.here("send", 60)
     with session_scope(engine) as s:
         me.join(s)
-        s.execute(update(Worker).values(heartbeat_at=utcnow().replace(year=2020)))
-        assert active(s, 60) == []
+        s.execute(update(Lease).values(expires_at=utcnow().replace(year=2020)))
+        assert active(s) == []
 
 
 def test_reap_frees_a_dead_local_senders_rows_but_not_a_remote_ones(engine) -> None:
     issue, _ = started_send(engine, load_settings(), 6)
-    me = Presence.here("send")
-    gone = Presence("local:1:aa", "send", me.host, me.node, dead_pid())
-    remote = Presence("remote:1:bb", "worker", "elsewhere", "elsewhere#1", gone.pid)
-    assert not pid_alive(gone.pid)
+    me = Presence.here("send", 60)
+    pid = dead_pid()
+    gone = Presence(leases.Holder("local:1:aa", me.holder.host, machine_id(), pid), "send", 60)
+    remote = Presence(leases.Holder("remote:1:bb", "elsewhere", "elsewhere|1", pid), "worker", 60)
+    assert not pid_alive(pid)
     with session_scope(engine) as s:
         for p in (me, gone, remote):
             p.join(s)
         claims.claim(s, issue.id, gone.token(1), 3, 60)
         claims.claim(s, issue.id, remote.token(1), 3, 60)
     with session_scope(engine) as s:
-        assert reap(s, me, 60) == 3
-        ids = set(s.scalars(select(Worker.id)))
+        assert reap(s, me) == 3
+        ids = set(s.scalars(select(Lease.holder)))
         held = dict(
             s.execute(
                 select(Delivery.claimed_by, func.count())

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from digest.editorial.editions import week_key
-from digest.editorial.models import SENDING, SENT
+from digest.editorial.models import IssueStatus
 from digest.scheduling.trigger import describe
 from digest.settings import load_settings
 from digest.store.engine import session_scope
@@ -91,7 +91,7 @@ def test_schedule_a_few_seconds_ahead_sends_once(site: Site, smtp_server) -> Non
     assert "recipients=20" in run and "owed=0" in run
     assert datetime.now(UTC) >= t
     assert digests(smtp_server) == Counter({e: 1 for e in site.emails})
-    assert site.issue(key).status == SENT
+    assert site.issue(key).status == IssueStatus.SENT
     assert proc.stop() == 0
 
 
@@ -157,7 +157,7 @@ def test_sigkill_mid_send_then_restart_delivers_to_everyone_once(workdir: Path) 
             time.sleep(0.02)
         proc.kill()
         key = week_key(t, load_settings())
-        assert site.issue(key).status == SENDING
+        assert site.issue(key).status == IssueStatus.SENDING
         handler.gate.set()
         again = site.start(**schedule_at(t))
         (run,) = again.wait_for("outcome=sent")
@@ -178,7 +178,7 @@ def test_sigterm_mid_send_finishes_in_flight_and_exits_zero(site: Site, smtp_ser
     got = digests(smtp_server)
     assert set(got.values()) == {1}
     assert site.sent_in_ledger() == len(got) < 60  # everything accepted was recorded
-    assert site.issue(week_key(t, load_settings())).status == SENDING
+    assert site.issue(week_key(t, load_settings())).status == IssueStatus.SENDING
 
 
 def test_two_schedulers_on_one_database_send_once(site: Site, smtp_server) -> None:

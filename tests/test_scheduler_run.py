@@ -16,16 +16,16 @@ from digest.clock import utcnow
 from digest.delivery import campaign
 from digest.editorial import editions
 from digest.editorial.editions import week_key
-from digest.editorial.models import FROZEN, SENT
+from digest.editorial.models import IssueStatus
 from digest.editorial.picks import add_pick, validate_pick
+from digest.scheduling.leadership import Leadership
 from digest.scheduling.runner import Runner, RunResult
 from digest.scheduling.scheduler import run_scheduler, scheduler_in_background
 from digest.scheduling.trigger import make_trigger
 from digest.settings import Settings, load_settings
 from digest.store.engine import session_scope
-from digest.store.leases import Leadership
 from subscribers import store
-from subscribers.model import BOUNCED, CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.bouncemail import postfix_dsn, send_issue
 from tests.samples import sample_pick
 from tests.smtpd import SMTPServer
@@ -48,7 +48,7 @@ def seed(engine, settings: Settings, picks: list[dict], subscribers: int = 5) ->
             add_pick(s, validate_pick(pick, settings.sections))
         emails = [f"reader{i}@example.com" for i in range(subscribers)]
         for e in emails:
-            store.add(s, e, "", status=CONFIRMED)
+            store.add(s, e, "", status=SubscriberStatus.CONFIRMED)
     return emails
 
 
@@ -103,7 +103,7 @@ def test_preflight_errors_block_the_send_and_tell_the_operator(smtp_server, engi
     assert "was not sent: preflight found errors" in str(alert.parse()["Subject"])
     assert "error: HTML is" in alert.parse().get_content()
     with session_scope(engine) as s:  # still FROZEN: editors can fix it and send it
-        assert editions.get_issue(s, result.key).status == FROZEN
+        assert editions.get_issue(s, result.key).status == IssueStatus.FROZEN
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -149,7 +149,7 @@ def test_missed_send_alerts_unless_the_issue_went_out_anyway(smtp_server, engine
     # Sent by hand meanwhile: a missed firing is then nothing to worry about.
     issue = campaign.prepare_send(engine, settings, key)
     with session_scope(engine) as s:
-        editions.get_issue(s, key).status = SENT
+        editions.get_issue(s, key).status = IssueStatus.SENT
     assert issue.key == key
     assert run(engine, settings, missed) == []
     assert len(alert_subjects(smtp_server)) == 1
@@ -185,12 +185,12 @@ def test_the_leader_reads_the_bounce_mailbox_on_its_interval(workdir, engine) ->
         stop = asyncio.Event()
         task = asyncio.create_task(run_scheduler(settings, stop))
         try:
-            await until(lambda: status() == BOUNCED)
+            await until(lambda: status() == SubscriberStatus.BOUNCED)
         finally:
             stop.set()
             await task
 
     asyncio.run(go())
-    assert status() == BOUNCED
+    assert status() == SubscriberStatus.BOUNCED
     box = mailbox.Maildir(workdir / "bounces", create=False)
     assert [m.get_subdir() for m in box] == ["cur"]  # processed once, not again next hour

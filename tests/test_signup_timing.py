@@ -18,7 +18,7 @@ import pytest
 
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED, PENDING
+from subscribers.model import SubscriberStatus
 from tests.webtools import csrf_of, wait_for
 
 N = 60
@@ -37,7 +37,7 @@ def test_sign_up_takes_the_same_time_whatever_the_address(serve_web) -> None:
     new = [f"newcomer{i}@example.org" for i in range(N)]
     with session_scope(srv.engine) as s:
         for email in known:
-            store.add(s, email, "", status=CONFIRMED)
+            store.add(s, email, "", status=SubscriberStatus.CONFIRMED)
     order = [(e, "known") for e in known] + [(e, "new") for e in new]
     random.Random(14).shuffle(order)
     times: dict[str, list[float]] = {"known": [], "new": []}
@@ -65,7 +65,7 @@ def test_sign_up_takes_the_same_time_whatever_the_address(serve_web) -> None:
     # The work still happens, after the answers: new addresses are pending and mailed.
     def recorded() -> bool:
         with session_scope(srv.engine) as s:
-            return sum(1 for r in store.list_(s) if r.status == PENDING) == N
+            return sum(1 for r in store.list_(s) if r.status == SubscriberStatus.PENDING) == N
 
     wait_for(recorded, what="sign-ups recorded")
     outbox = Path(srv.settings.outbox_dir) / "new"

@@ -12,7 +12,7 @@ from digest.errors import InputError
 from digest.store.engine import get_engine, session_scope
 from subscribers import store
 from subscribers.csvio import ImportFailed, ImportReport, export_csv, import_csv
-from subscribers.model import BOUNCED, COMPLAINED, CONFIRMED, PENDING, UNSUBSCRIBED
+from subscribers.model import SubscriberStatus
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -78,8 +78,8 @@ def test_single_column_without_header(engine, workdir: Path) -> None:  # type: i
     report = run_import(engine, path, confirmed=False)
     assert (report.rows, report.added) == (2, 2)
     assert {r[0]: r[2] for r in snapshot(engine)} == {
-        "a@example.com": PENDING,
-        "B@example.com": PENDING,
+        "a@example.com": SubscriberStatus.PENDING,
+        "B@example.com": SubscriberStatus.PENDING,
     }
 
 
@@ -202,10 +202,13 @@ def test_duplicates_in_different_case_fold_last_wins(engine, workdir: Path) -> N
     assert (anna.name, anna.attributes) == ("Anna K", {"city": "Oslo"})
 
 
-@pytest.mark.parametrize("blocked", [UNSUBSCRIBED, BOUNCED, COMPLAINED])
+@pytest.mark.parametrize(
+    "blocked",
+    [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED],
+)
 def test_blocked_addresses_are_never_revived(engine, workdir: Path, blocked: str) -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
-        row = store.add(s, "gone@example.com", "Gone", status=CONFIRMED)
+        row = store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
         store.set_status(s, row.id, blocked, "test")
         store.add(s, "waiting@example.com", "W")
     text = "email,name\nGONE@example.com,Revived?\nwaiting@example.com,\ngone@example.com,Again\n"
@@ -214,21 +217,24 @@ def test_blocked_addresses_are_never_revived(engine, workdir: Path, blocked: str
     rows = by_email(engine)
     assert (rows["gone@example.com"].status, rows["gone@example.com"].name) == (blocked, "Gone")
     waiting = rows["waiting@example.com"]
-    assert waiting.status == CONFIRMED and waiting.name == "W"
+    assert waiting.status == SubscriberStatus.CONFIRMED and waiting.name == "W"
     assert waiting.consent_source == "import:members.csv" and waiting.consent_at is not None
 
 
 def test_pending_import_keeps_confirmed_people_confirmed(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
-        store.add(s, "c@example.com", status=CONFIRMED, source="web")
+        store.add(s, "c@example.com", status=SubscriberStatus.CONFIRMED, source="web")
     report = run_import(
         engine, write(workdir / "p.csv", "c@example.com\nn@example.com\n"), confirmed=False
     )
     assert (report.added, report.updated) == (1, 1)
     rows = by_email(engine)
-    assert rows["c@example.com"].status == CONFIRMED
+    assert rows["c@example.com"].status == SubscriberStatus.CONFIRMED
     assert rows["c@example.com"].consent_source == "web"
-    assert rows["n@example.com"].status == PENDING and rows["n@example.com"].consent_at is None
+    assert (
+        rows["n@example.com"].status == SubscriberStatus.PENDING
+        and rows["n@example.com"].consent_at is None
+    )
 
 
 def test_twenty_thousand_rows_with_duplicates_across_batches(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]
@@ -252,7 +258,7 @@ def test_twenty_thousand_rows_with_duplicates_across_batches(engine, workdir: Pa
         + report.invalid_count
     )
     with session_scope(engine) as s:
-        assert store.count(s)[CONFIRMED] == 20_000
+        assert store.count(s)[SubscriberStatus.CONFIRMED] == 20_000
         row = store.get_by_email(s, "reader300@example.com")
         assert (row.name, row.attributes) == ("Reader 300 again", {"plan": "paid"})
     again = run_import(engine, path)
@@ -268,13 +274,13 @@ def test_export_quotes_formula_cells_and_round_trips(engine, workdir: Path) -> N
             s,
             "a@example.com",
             '=HYPERLINK("http://evil")',
-            status=CONFIRMED,
+            status=SubscriberStatus.CONFIRMED,
             attributes={"phone": "+1 555 0100", "note": "@SUM(A1)", "q": "'=x"},
         )
         store.add(
             s, "-dash@example.com", "Тест Тестов", attributes={"phone": "-5", "city": "Москва"}
         )
-        store.add(s, "gone@example.com", "Gone", status=CONFIRMED)
+        store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
         store.remove(s, "gone@example.com")
     out = workdir / "export.csv"
     with session_scope(engine) as s:
@@ -305,11 +311,14 @@ def test_export_quotes_formula_cells_and_round_trips(engine, workdir: Path) -> N
 
     def essentials(eng) -> set:  # type: ignore[no-untyped-def]
         return {
-            (e, n, st == UNSUBSCRIBED, tuple(sorted(a.items()))) for e, n, st, a, _ in snapshot(eng)
+            (e, n, st == SubscriberStatus.UNSUBSCRIBED, tuple(sorted(a.items())))
+            for e, n, st, a, _ in snapshot(eng)
         }
 
     assert essentials(other) == essentials(engine)
-    assert by_email(other)["gone@example.com"].status == UNSUBSCRIBED  # suppression carried over
+    assert (
+        by_email(other)["gone@example.com"].status == SubscriberStatus.UNSUBSCRIBED
+    )  # suppression carried over
 
 
 def test_export_failure_leaves_no_file(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,13 +7,13 @@ import os
 from sqlalchemy import select
 
 from digest.store.engine import session_scope
-from digest.store.leases import SchedulerLease
+from digest.store.leases import Lease
 from tests.webtools import LiveServer, wait_for
 
 
-def _lease(srv: LiveServer) -> SchedulerLease | None:
+def _lease(srv: LiveServer) -> Lease | None:
     with session_scope(srv.engine) as s:
-        return s.scalar(select(SchedulerLease))
+        return s.scalar(select(Lease).where(Lease.name == "scheduler"))
 
 
 def test_serve_runs_the_scheduler_in_process_only_when_asked(serve_web) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import socket
 
 from digest.editorial import editions
-from digest.editorial.models import SENT
+from digest.editorial.models import IssueStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
 from tests.webtools import LiveServer
 
 
-def publish(srv: LiveServer, key: str, *, status: str = SENT) -> None:
+def publish(srv: LiveServer, key: str, *, status: str = IssueStatus.SENT) -> None:
     with session_scope(srv.engine) as s:
         for i in range(3):
             pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}

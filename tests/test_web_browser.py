@@ -20,7 +20,7 @@ from digest.delivery.models import Delivery
 from digest.editorial.picks import add_pick, unfrozen, validate_pick
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED, PENDING
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
 from tests.webtools import (
     CHROMIUM,
@@ -153,12 +153,12 @@ def test_reader_subscribes_and_confirms_with_the_button(smtp_server, serve_web, 
     # A link scanner that fetches the link subscribes nobody.
     assert httpx.get(link, timeout=30).status_code == 200
     with session_scope(srv.engine) as s:
-        assert store.get_by_email(s, "olga@example.org").status == PENDING
+        assert store.get_by_email(s, "olga@example.org").status == SubscriberStatus.PENDING
 
     page.goto(link)
     page.get_by_role("button", name="Yes, subscribe me").click()
     expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
     with session_scope(srv.engine) as s:
         row = store.get_by_email(s, "olga@example.org")
-        assert row.status == CONFIRMED and row.consent_at is not None
+        assert row.status == SubscriberStatus.CONFIRMED and row.consent_at is not None
         assert "confirmed by email link" in row.consent_source

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from digest.editorial import editions
-from digest.editorial.models import SENT
+from digest.editorial.models import IssueStatus
 from digest.editorial.picks import add_pick, unfrozen, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
@@ -137,7 +137,7 @@ def test_after_this_weeks_send_the_desk_prepares_next_week(serve_web) -> None:
     with session_scope(srv.engine) as s:
         issue = editions.freeze(s, srv.settings, this_week)
         editions.start_sending(s, issue)
-        issue.status = SENT
+        issue.status = IssueStatus.SENT
     with desk_client(srv) as c:
         page = c.get("/desk/").text
         key = re.search(r'name="key" value="([^"]+)"', page).group(1)

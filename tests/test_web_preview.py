@@ -12,11 +12,11 @@ from digest.delivery.models import Delivery
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
 from digest.editorial import editions
-from digest.editorial.models import FROZEN, SENDING
+from digest.editorial.models import IssueStatus
 from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
 from tests.smtpd import free_port
 from tests.webtools import LiveServer, csrf_of, desk_client, html_part, parse, wait_for
@@ -45,13 +45,13 @@ def test_the_preview_is_the_html_a_subscriber_receives(smtp_server, serve_web) -
     seed(srv)
     email, name = campaign.SAMPLE_RECIPIENT
     with session_scope(srv.engine) as s:
-        store.add(s, email, name, status=CONFIRMED)
+        store.add(s, email, name, status=SubscriberStatus.CONFIRMED)
     key = editions.current_key(srv.settings)
     with desk_client(srv) as c:
         page = c.get(f"/desk/issues/{key}")
         assert page.status_code == 200 and 'id="preview-375"' in page.text
         with session_scope(srv.engine) as s:  # opening the preview builds, never sends
-            assert editions.get_issue(s, key).status == FROZEN
+            assert editions.get_issue(s, key).status == IssueStatus.FROZEN
         assert deliveries(srv) == 0
         preview = c.get(f"/desk/issues/{key}/email.html").text
         dark = c.get(f"/desk/issues/{key}/email-dark.html").text
@@ -125,10 +125,10 @@ def test_progress_of_a_running_send(smtp_server, serve_web) -> None:
     seed(srv, 2)
     with session_scope(srv.engine) as s:
         for i in range(5):
-            store.add(s, f"r{i}@example.com", status=CONFIRMED)
+            store.add(s, f"r{i}@example.com", status=SubscriberStatus.CONFIRMED)
     key = editions.current_key(srv.settings)
     issue = campaign.prepare_send(srv.engine, srv.settings, key)  # SENDING, ledger filled
-    assert issue.status == SENDING
+    assert issue.status == IssueStatus.SENDING
     with desk_client(srv) as c:
         p = c.get(f"/desk/issues/{key}/progress.json").json()
         assert p["sending"] and not p["finished"]

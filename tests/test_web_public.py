@@ -22,7 +22,7 @@ from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import COMPLAINED, CONFIRMED, PENDING, UNSUBSCRIBED, Subscriber
+from subscribers.model import Subscriber, SubscriberStatus
 from subscribers.tokens import make_token
 from tests.samples import sample_pick
 from tests.webtools import LiveServer, csrf_of, parse, text_part, unsubscribe_url, wait_for
@@ -78,7 +78,7 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
     readers = [f"reader{i}@example.com" for i in range(4)]
     with session_scope(srv.engine) as s:
         for r in readers:
-            store.add(s, r, "Reader", status=CONFIRMED)
+            store.add(s, r, "Reader", status=SubscriberStatus.CONFIRMED)
     add_picks(srv, 0, 3)
     this_week = editions.current_key(settings)
     send_issue(srv, settings, this_week)
@@ -91,7 +91,7 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
     one_click = {"List-Unsubscribe": "One-Click"}
     r = httpx.post(url, data=one_click, timeout=30)
     assert r.status_code == 200 and not r.history and "You are unsubscribed" in r.text
-    assert status_of(srv, readers[0]) == UNSUBSCRIBED
+    assert status_of(srv, readers[0]) == SubscriberStatus.UNSUBSCRIBED
     again = httpx.post(url, data=one_click, timeout=30)  # idempotent
     assert again.status_code == 200 and "You are unsubscribed" in again.text
     multipart = httpx.post(
@@ -101,8 +101,8 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
     )
     assert multipart.request.headers["content-type"].startswith("multipart/form-data")
     assert multipart.status_code == 200
-    assert status_of(srv, readers[1]) == UNSUBSCRIBED
-    assert status_of(srv, readers[2]) == CONFIRMED
+    assert status_of(srv, readers[1]) == SubscriberStatus.UNSUBSCRIBED
+    assert status_of(srv, readers[2]) == SubscriberStatus.CONFIRMED
 
     smtp_server.handler.messages.clear()
     add_picks(srv, 3, 2)
@@ -114,14 +114,16 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
 def test_unsubscribe_page_asks_first_and_bad_tokens_change_nothing(serve_web) -> None:
     srv = serve_web()
     with session_scope(srv.engine) as s:
-        sid = store.add(s, "kept@example.com", status=CONFIRMED).id
+        sid = store.add(s, "kept@example.com", status=SubscriberStatus.CONFIRMED).id
     secret, list_id = srv.settings.secret(), srv.settings.effective_list_id
     token = make_token(secret, "unsubscribe", sid, list_id)
     with srv.client() as c:
         page = c.get(f"/unsubscribe/{token}")
         assert page.status_code == 200
         assert 'method="post"' in page.text and "k•••@example.com" in page.text
-        assert status_of(srv, "kept@example.com") == CONFIRMED  # GET changes nothing
+        assert (
+            status_of(srv, "kept@example.com") == SubscriberStatus.CONFIRMED
+        )  # GET changes nothing
         garbled = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
         forged_other_purpose = make_token(secret, "confirm", sid, list_id)
         forged_other_list = make_token(secret, "unsubscribe", sid, "other.list")
@@ -130,18 +132,18 @@ def test_unsubscribe_page_asks_first_and_bad_tokens_change_nothing(serve_web) ->
                 r = c.request(method, f"/unsubscribe/{bad}", data={"List-Unsubscribe": "One-Click"})
                 assert r.status_code == 400, (bad, method)
                 assert "This link does not work" in r.text
-    assert status_of(srv, "kept@example.com") == CONFIRMED
+    assert status_of(srv, "kept@example.com") == SubscriberStatus.CONFIRMED
 
 
 def test_sign_up_answers_the_same_whether_or_not_the_address_is_known(workdir, serve_web) -> None:
     srv = serve_web()
     with session_scope(srv.engine) as s:
-        store.add(s, "pending@example.com", status=PENDING)
-        store.add(s, "member@example.com", status=CONFIRMED)
-        store.add(s, "left@example.com", status=CONFIRMED)
+        store.add(s, "pending@example.com", status=SubscriberStatus.PENDING)
+        store.add(s, "member@example.com", status=SubscriberStatus.CONFIRMED)
+        store.add(s, "left@example.com", status=SubscriberStatus.CONFIRMED)
         store.remove(s, "left@example.com")
-        sid = store.add(s, "angry@example.com", status=CONFIRMED).id
-        store.set_status(s, sid, COMPLAINED, "abuse report")
+        sid = store.add(s, "angry@example.com", status=SubscriberStatus.CONFIRMED).id
+        store.set_status(s, sid, SubscriberStatus.COMPLAINED, "abuse report")
     addresses = [
         "new@example.com",
         "pending@example.com",
@@ -161,9 +163,9 @@ def test_sign_up_answers_the_same_whether_or_not_the_address_is_known(workdir, s
     time.sleep(0.3)
     got = sorted(parse(m)["To"].addresses[0].addr_spec for m in outbox(workdir))
     assert got == ["left@example.com", "new@example.com", "pending@example.com"]
-    assert status_of(srv, "member@example.com") == CONFIRMED
-    assert status_of(srv, "angry@example.com") == COMPLAINED
-    assert status_of(srv, "new@example.com") == PENDING
+    assert status_of(srv, "member@example.com") == SubscriberStatus.CONFIRMED
+    assert status_of(srv, "angry@example.com") == SubscriberStatus.COMPLAINED
+    assert status_of(srv, "new@example.com") == SubscriberStatus.PENDING
     with session_scope(srv.engine) as s:  # the form never renames a known reader
         assert store.get_by_email(s, "member@example.com").name == ""
 
@@ -184,7 +186,7 @@ def test_sign_up_checks_consent_address_and_form_token(workdir, serve_web) -> No
         assert r.status_code == 403
         assert 'value="crossed@example.com"' in r.text and 'name="csrf"' in r.text
     with session_scope(srv.engine) as s:
-        assert store.count(s)[PENDING] == 0
+        assert store.count(s)[SubscriberStatus.PENDING] == 0
     assert outbox(workdir) == []
 
 
@@ -219,10 +221,10 @@ def test_confirm_links(workdir, serve_web) -> None:
         link = confirm_link(data)
         path = link.removeprefix(srv.url)
         assert c.get(path).status_code == 200
-        assert status_of(srv, "ivan@example.com") == PENDING
+        assert status_of(srv, "ivan@example.com") == SubscriberStatus.PENDING
         done = c.post(path)  # no CSRF token needed: the link itself is the proof
         assert done.status_code == 200 and "You are subscribed" in done.text
-        assert status_of(srv, "ivan@example.com") == CONFIRMED
+        assert status_of(srv, "ivan@example.com") == SubscriberStatus.CONFIRMED
         assert "already subscribed" in c.get(path).text
         assert c.post(path).status_code == 200
 
@@ -244,12 +246,12 @@ def test_confirm_links(workdir, serve_web) -> None:
             )
         stale = make_token(secret, "confirm", sid, list_id, issued_at=int(time.time()) - 2 * 86400)
         assert c.post(f"/confirm/{stale}").status_code == 400
-        assert status_of(srv, "ivan@example.com") == UNSUBSCRIBED
+        assert status_of(srv, "ivan@example.com") == SubscriberStatus.UNSUBSCRIBED
         # ... but signing up again sends a fresh link that does.
         assert sign_up(c, "ivan@example.com").status_code == 200
         fresh = wait_for(lambda: outbox(workdir)[1:], what="the second confirmation")[0]
         assert c.post(confirm_link(fresh).removeprefix(srv.url)).status_code == 200
-        assert status_of(srv, "ivan@example.com") == CONFIRMED
+        assert status_of(srv, "ivan@example.com") == SubscriberStatus.CONFIRMED
 
 
 def test_the_confirmation_email_unsubscribes_in_one_click(workdir, serve_web) -> None:
@@ -262,10 +264,10 @@ def test_the_confirmation_email_unsubscribes_in_one_click(workdir, serve_web) ->
     assert "mailto:" in str(msg["List-Unsubscribe"])
     r = httpx.post(unsubscribe_url(msg), data={"List-Unsubscribe": "One-Click"}, timeout=30)
     assert r.status_code == 200
-    assert status_of(srv, "maybe@example.com") == UNSUBSCRIBED
+    assert status_of(srv, "maybe@example.com") == SubscriberStatus.UNSUBSCRIBED
     # The confirmation link sent before that no longer subscribes anyone.
     assert httpx.post(confirm_link(data), timeout=30).status_code == 400
-    assert status_of(srv, "maybe@example.com") == UNSUBSCRIBED
+    assert status_of(srv, "maybe@example.com") == SubscriberStatus.UNSUBSCRIBED
 
 
 def test_the_confirmation_email_is_dkim_signed_when_a_key_is_set(workdir, serve_web) -> None:

@@ -23,12 +23,14 @@ import pytest
 from sqlalchemy import func, select, update
 
 from digest.delivery import claims, ledger
-from digest.delivery.models import OWED, SENT_OK, Delivery, Worker
+from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.worker import Worker as DigestWorker
-from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.errors import StateError
 from digest.settings import load_settings
+from digest.store import leases
 from digest.store.engine import session_scope
+from digest.store.leases import Holder, Lease
 from subscribers.model import Subscriber
 from tests.sending import add_picks, add_subscribers, started_send
 from tests.smtpd import SMTPServer, free_port
@@ -151,7 +153,7 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT) -> o
 def ledger_state(engine) -> tuple[int, int, int]:
     """(sent, owed, rows under a claim) over every issue."""
     with session_scope(engine) as s:
-        sent = s.scalar(select(func.count()).where(Delivery.status == SENT_OK))
+        sent = s.scalar(select(func.count()).where(Delivery.status == DeliveryStatus.SENT))
         owed = s.scalar(select(func.count()).where(Delivery.status.in_(OWED)))
         held = s.scalar(select(func.count()).where(Delivery.claimed_by.is_not(None)))
     return sent, owed, held
@@ -159,7 +161,7 @@ def ledger_state(engine) -> tuple[int, int, int]:
 
 def worker_id(engine, pid: int) -> str | None:
     with session_scope(engine) as s:
-        return s.scalar(select(Worker.id).where(Worker.pid == pid))
+        return s.scalar(select(Lease.holder).where(Lease.pid == pid, Lease.role == "worker"))
 
 
 def the_issue(engine) -> Issue:
@@ -234,10 +236,10 @@ def test_three_workers_and_a_send_deliver_each_of_10000_once(
     assert set(got.values()) == {1}
     assert sum(p.sent() for p in [*workers, send]) == 10_000
     assert sum(1 for w in workers if w.sent()) >= 2  # the work really was shared
-    assert the_issue(engine).status == SENT
+    assert the_issue(engine).status == IssueStatus.SENT
     assert ledger_state(engine) == (10_000, 0, 0)
     with session_scope(engine) as s:
-        assert s.scalar(select(func.count()).select_from(Worker)) == 0  # all left cleanly
+        assert s.scalar(select(func.count()).select_from(Lease)) == 0  # all left cleanly
 
 
 @postgres_only
@@ -253,7 +255,7 @@ def test_a_killed_workers_batch_is_taken_over_after_its_lease(
     procs.append(victim)
     victim_id = str(wait_for("the victim to register", lambda: worker_id(engine, victim.pid)))
     with session_scope(engine) as s:  # as if it ran on another machine: only its lease counts
-        s.execute(update(Worker).where(Worker.id == victim_id).values(node="elsewhere#1"))
+        s.execute(update(Lease).where(Lease.holder == victim_id).values(machine="elsewhere|1"))
 
     def victim_rows() -> set[int]:
         with session_scope(engine) as s:
@@ -286,7 +288,7 @@ def test_a_killed_workers_batch_is_taken_over_after_its_lease(
     with session_scope(engine) as s:
         held_emails = set(s.scalars(select(Subscriber.email).where(Subscriber.id.in_(held))))
     assert repeated <= held_emails
-    assert the_issue(engine).status == SENT
+    assert the_issue(engine).status == IssueStatus.SENT
     assert ledger_state(engine) == (2000, 0, 0)
 
 
@@ -305,7 +307,7 @@ def test_two_sends_fired_together_make_one_issue_and_one_copy_each(
     got = sink.counts()
     assert sorted(got) == sorted(emails)
     assert set(got.values()) == {1}
-    assert the_issue(engine).status == SENT
+    assert the_issue(engine).status == IssueStatus.SENT
     assert sum(p.sent() for p in sends) == 400
 
 
@@ -323,7 +325,8 @@ def test_worker_takes_over_rows_whose_remote_holder_went_silent(
     issue, emails = started_send(engine, settings, 40)
     with session_scope(engine) as s:  # a sender elsewhere claimed 25 rows, then vanished
         claims.claim(s, issue.id, "far-away:7:abc/1", 25, lease_seconds=0.5)
-        s.add(Worker(id="far-away:7:abc", role="worker", host="far-away", node="far#1", pid=7))
+        far = Holder("far-away:7:abc", "far-away", "far|1", 7)
+        leases.acquire(s, "sender/" + far.id, far, 0.5, role="worker")
 
     async def go():
         return await DigestWorker(engine, settings, once=True).run()
@@ -331,12 +334,12 @@ def test_worker_takes_over_rows_whose_remote_holder_went_silent(
     report = asyncio.run(go())
     got = sink.counts()
     assert sorted(got) == sorted(emails) and set(got.values()) == {1}
-    assert report.total(SENT_OK) == 40 and not report.stopped
+    assert report.total(DeliveryStatus.SENT) == 40 and not report.stopped
     assert "sent=40" in report.summary()
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == SENT
-        assert ledger.counts(s, issue.id)[SENT_OK] == 40
-        assert s.scalar(select(func.count()).where(Issue.status == SENDING)) == 0
+        assert s.get(Issue, issue.id).status == IssueStatus.SENT
+        assert ledger.counts(s, issue.id)[DeliveryStatus.SENT] == 40
+        assert s.scalar(select(func.count()).where(Issue.status == IssueStatus.SENDING)) == 0
 
 
 @postgres_only
@@ -364,17 +367,17 @@ def test_a_worker_outlives_an_smtp_outage(engine, monkeypatch: pytest.MonkeyPatc
 
     report = asyncio.run(go())
     assert sorted(server.handler.recipients()) == sorted(emails)
-    assert report.total(SENT_OK) == 20
+    assert report.total(DeliveryStatus.SENT) == 20
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == SENT
+        assert s.get(Issue, issue.id).status == IssueStatus.SENT
 
 
 @postgres_only
 def test_an_idle_worker_closes_a_send_whose_last_sender_died_before_finishing(engine) -> None:
     issue, _ = started_send(engine, load_settings(), 3)
     with session_scope(engine) as s:  # everything was delivered; nobody marked the issue
-        s.execute(update(Delivery).values(status=SENT_OK, claimed_by=None))
+        s.execute(update(Delivery).values(status=DeliveryStatus.SENT, claimed_by=None))
     report = asyncio.run(DigestWorker(engine, load_settings(), once=True).run())
     assert report.runs == [] and "issues=-" in report.summary()
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == SENT
+        assert s.get(Issue, issue.id).status == IssueStatus.SENT

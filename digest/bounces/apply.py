@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from digest.bounces.reports import COMPLAINT, HARD, SOFT, Notice
 from digest.delivery import reference
-from digest.delivery.models import SENT_OK, Delivery
+from digest.delivery.models import Delivery, DeliveryStatus
 from digest.store.base import MAX_ID
 from subscribers import store
-from subscribers.model import BLOCKED, BOUNCED, COMPLAINED, Subscriber
+from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
 
 log = logging.getLogger("digest.bounces")
 
@@ -55,7 +55,7 @@ def find_subscriber(session: Session, secret: bytes, notice: Notice) -> Subscrib
             Delivery.issue_id == ref.issue_id, Delivery.subscriber_id == ref.subscriber_id
         )
     )
-    if sent != SENT_OK:
+    if sent != DeliveryStatus.SENT:
         return f"the ledger has no sent delivery of issue {ref.issue_id} to that subscriber"
     row = session.get(Subscriber, ref.subscriber_id)
     return row if row is not None else "the subscriber was erased"
@@ -71,15 +71,15 @@ def apply(session: Session, notice: Notice, soft_threshold: int, secret: bytes) 
         return "rejected"
     source = f"{notice.report}: {notice.status}"
     if notice.kind == COMPLAINT:
-        if row.status == COMPLAINED:
+        if row.status == SubscriberStatus.COMPLAINED:
             return "already"
-        store.set_status(session, row.id, COMPLAINED, source)
+        store.set_status(session, row.id, SubscriberStatus.COMPLAINED, source)
         log.info("subscriber %d complained (%s)", row.id, source)
         return "complained"
     if row.status in BLOCKED:
         return "already"
     if notice.kind == HARD:
-        store.set_status(session, row.id, BOUNCED, source)
+        store.set_status(session, row.id, SubscriberStatus.BOUNCED, source)
         log.info("subscriber %d bounced (%s)", row.id, source)
         return "bounced"
     if store.record_bounce(session, row.id, soft_threshold):

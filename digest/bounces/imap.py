@@ -79,18 +79,18 @@ class ImapSource:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(uid, message bytes) for every unseen message."""
         conn = self._require()
-        typ, data = conn.uid("SEARCH", None, "UNSEEN")
+        typ, data = conn.uid("SEARCH", None, "UNSEEN")  # type: ignore[arg-type]
         if typ != "OK":
             raise TransportError(f"bounce mailbox {self.describe()}: SEARCH failed")
         for uid in (data[0] or b"").split():
-            typ, fetched = conn.uid("FETCH", uid, "(BODY.PEEK[])")
+            typ, fetched = conn.uid("FETCH", uid.decode("ascii"), "(BODY.PEEK[])")
             body = next((p[1] for p in fetched if isinstance(p, tuple)), None)
             if typ == "OK" and isinstance(body, bytes):
                 yield uid, body
 
     def done(self, uid: bytes, *, flag: bool = False) -> None:
         flags = r"(\Seen \Flagged)" if flag else r"(\Seen)"
-        self._require().uid("STORE", uid, "+FLAGS.SILENT", flags)
+        self._require().uid("STORE", uid.decode("ascii"), "+FLAGS.SILENT", flags)
 
     def _require(self) -> imaplib.IMAP4:
         if self._conn is None:

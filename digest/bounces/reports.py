@@ -180,7 +180,11 @@ def _blocks(part: Message) -> list[Message]:
     if isinstance(payload, list):
         return [p for p in payload if isinstance(p, Message)]
     raw = part.get_payload(decode=True) or b""
-    text = raw.decode("utf-8", "replace").replace("\r\n", "\n")
+    text = (
+        (raw if isinstance(raw, bytes) else str(raw).encode())
+        .decode("utf-8", "replace")
+        .replace("\r\n", "\n")
+    )
     parser = HeaderParser(policy=_POLICY)
     return [
         parser.parsestr(chunk.strip() + "\n")

@@ -10,8 +10,9 @@ from rich.table import Table
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger
-from digest.editorial import editions, preflight
+from digest.delivery import campaign, ledger, preflight
+from digest.delivery.models import DeliveryStatus
+from digest.editorial import editions
 from digest.store.engine import session_scope
 
 issues_app = typer.Typer(help="List issues and edit the subject, preheader and intro.")
@@ -59,10 +60,10 @@ def list_() -> None:
                 row.key,
                 row.status,
                 subject,
-                str(c["sent"]),
-                str(c["pending"] + c["deferred"]),
-                str(c["failed"]),
-                str(c["skipped"]),
+                str(c[DeliveryStatus.SENT]),
+                str(c[DeliveryStatus.PENDING] + c[DeliveryStatus.DEFERRED]),
+                str(c[DeliveryStatus.FAILED]),
+                str(c[DeliveryStatus.SKIPPED]),
             )
         console.print(table)
 

@@ -15,10 +15,11 @@ from digest.cli.app import app
 from digest.cli.common import console, engine
 from digest.cli.send import _run
 from digest.data import DATA_DIR as DATA
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
-from digest.editorial import editions, preflight
-from digest.editorial.models import SENT
+from digest.editorial import editions
+from digest.editorial.models import IssueStatus
 from digest.editorial.picks import add_pick, unfrozen
 from digest.privatefiles import open_private
 from digest.store.engine import session_scope
@@ -56,7 +57,7 @@ def demo() -> None:
     key = editions.current_key(s)
     with session_scope(eng) as session:
         row = editions.find_issue(session, key)
-        already_sent = row is not None and row.status == SENT
+        already_sent = row is not None and row.status == IssueStatus.SENT
         added = 0
         if not already_sent and not unfrozen(session):
             for pick in load_picks(str(DATA / "sample_picks.yaml"), s.sections).picks:
@@ -95,10 +96,10 @@ def demo() -> None:
         if s.uses_smtp
         else f"the outbox folder {s.outbox_dir.resolve()}/new/ (one .eml-style file per message)"
     )
-    console.print(f"\nIssue {key}: {counts['sent']} messages delivered to {where}.")
+    console.print(f"\nIssue {key}: {counts[DeliveryStatus.SENT]} messages delivered to {where}.")
     console.print(
         "Next: `digest picks list`, `digest subscribers count`, `digest send --status`, "
         "`digest build --out build` and open build/issue.html in a browser."
     )
-    if not counts["sent"]:
+    if not counts[DeliveryStatus.SENT]:
         raise typer.Exit(1)

@@ -102,7 +102,7 @@ def verify(
     reasons = _Reasons()
     checker = dkimpy.DKIM(data, logger=reasons.logger)
     try:
-        ok = checker.verify(dnsfunc=dnsfunc) if dnsfunc else checker.verify()
+        ok = checker.verify(dnsfunc=dnsfunc) if dnsfunc is not None else checker.verify()
     except dkimpy.DKIMException as exc:
         fail(f"{file}: DKIM signature does not verify: {exc}")
     if not ok:

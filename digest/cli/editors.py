@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -17,11 +16,6 @@ from digest.store.engine import session_scope
 
 editors_app = typer.Typer(help="Editors: who may sign in to the desk.", no_args_is_help=True)
 app.add_typer(editors_app, name="editors")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they are UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -86,11 +80,11 @@ def list_() -> None:
             return
         table = Table("name", "email", "added", "last sign-in")
         for r in rows:
-            last = _utc(r.last_login_at)
+            last = r.last_login_at
             table.add_row(
                 r.name,
                 r.email or "-",
-                f"{_utc(r.created_at):%Y-%m-%d}",
+                f"{r.created_at:%Y-%m-%d}",
                 f"{last:%Y-%m-%d %H:%M} UTC" if last else "never",
             )
     console.print(table)

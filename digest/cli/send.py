@@ -11,17 +11,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from digest.cli.app import app
 from digest.cli.build import IssueOpt
 from digest.cli.common import console, engine, settings
-from digest.delivery import campaign, ledger, presence
-from digest.delivery.models import SENT_OK
+from digest.delivery import campaign, ledger, preflight, presence
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender, SendReport, install_signal_handlers
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
-from digest.editorial import editions, preflight
-from digest.editorial.models import DRAFT, SENT
+from digest.editorial import editions
+from digest.editorial.models import IssueStatus
 from digest.errors import NotFound
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 
 
 @app.command("send")
@@ -58,10 +58,12 @@ def send(
 
     warn_exposed(s)
     row = campaign.prepare_send(eng, s, issue)
-    if row.status == SENT:
+    if row.status == IssueStatus.SENT:
         with session_scope(eng) as session:
             c = ledger.counts(session, row.id)
-        console.print(f"Issue {row.key} was already sent ({c[SENT_OK]} delivered); nothing to do.")
+        console.print(
+            f"Issue {row.key} was already sent ({c[DeliveryStatus.SENT]} delivered); nothing to do."
+        )
         return
     report = preflight.check_issue(row, s)
     if not report.ok and not force:
@@ -83,7 +85,7 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
     with session_scope(eng) as session:
         c = ledger.counts(session, row.id)
     total = sum(c.values())
-    done0 = total - c["pending"] - c["deferred"]
+    done0 = total - c[DeliveryStatus.PENDING] - c[DeliveryStatus.DEFERRED]
     console.print(f"Sending issue {row.key} to {total} subscribers via {transport.describe()}")
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -97,10 +99,12 @@ async def _run(eng, s, row, transport) -> SendReport:  # type: ignore[no-untyped
         task = progress.add_task(row.key, total=total, completed=done0, detail="")
 
         def on_progress(rep: SendReport) -> None:
-            final = rep.run["sent"] + rep.run["failed"] + rep.run["skipped"]
-            detail = (
-                f"sent {rep.run['sent']} deferred {rep.run['deferred']} failed {rep.run['failed']}"
+            final = (
+                rep.run[DeliveryStatus.SENT]
+                + rep.run[DeliveryStatus.FAILED]
+                + rep.run[DeliveryStatus.SKIPPED]
             )
+            detail = f"sent {rep.run[DeliveryStatus.SENT]} deferred {rep.run[DeliveryStatus.DEFERRED]} failed {rep.run[DeliveryStatus.FAILED]}"
             if rep.waiting_until is not None:
                 detail += f" · retrying deferred at {rep.waiting_until:%H:%M:%S} UTC"
             progress.update(task, completed=done0 + final, detail=detail)
@@ -116,11 +120,15 @@ def _dry_run(key: str | None) -> None:
         row = editions.resumable(session) if key is None else None
         key = row.key if row else (key or editions.current_key(s))
         row = editions.find_issue(session, editions.check_key(key))
-        if row is None or row.status == DRAFT or row.status == "frozen":
+        if row is None or row.status == IssueStatus.DRAFT or row.status == IssueStatus.FROZEN:
             row = editions.freeze(session, s, key)
         c = ledger.counts(session, row.id)
-        owed = c["pending"] + c["deferred"]
-        new = store.count(session).get(CONFIRMED, 0) - sum(c.values()) if row.status != SENT else 0
+        owed = c[DeliveryStatus.PENDING] + c[DeliveryStatus.DEFERRED]
+        new = (
+            store.count(session).get(SubscriberStatus.CONFIRMED, 0) - sum(c.values())
+            if row.status != IssueStatus.SENT
+            else 0
+        )
         report = preflight.check_issue(row, s)
         issue_key, issue_status = row.key, row.status  # read before the rollback expires them
         session.rollback()  # a dry run changes nothing
@@ -128,7 +136,9 @@ def _dry_run(key: str | None) -> None:
     console.print(
         f"  would send to {owed + max(new, 0)} subscribers via {make_transport(s).describe()}"
     )
-    console.print(f"  already sent: {c[SENT_OK]}, failed: {c['failed']}, skipped: {c['skipped']}")
+    console.print(
+        f"  already sent: {c[DeliveryStatus.SENT]}, failed: {c[DeliveryStatus.FAILED]}, skipped: {c[DeliveryStatus.SKIPPED]}"
+    )
     for line in report.lines():
         console.print("  " + line, markup=False)
 
@@ -136,18 +146,20 @@ def _dry_run(key: str | None) -> None:
 def _status(key: str | None, recipient: str | None) -> None:
     s = settings()
     with session_scope(engine()) as session:
-        if key:
-            row = editions.get_issue(session, key)
-        else:
-            row = editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
-            if row is None:
-                raise NotFound("no issue yet (see `digest build`)")
+        found = (
+            editions.get_issue(session, key)
+            if key
+            else editions.resumable(session) or next(iter(editions.list_issues(session, 1)), None)
+        )
+        if found is None:
+            raise NotFound("no issue yet (see `digest build`)")
+        row = found
         c = ledger.counts(session, row.id)
         console.print(
-            f"issue={row.key} status={row.status} sent={c['sent']} pending={c['pending']} "
-            f"deferred={c['deferred']} failed={c['failed']} skipped={c['skipped']}"
+            f"issue={row.key} status={row.status} sent={c[DeliveryStatus.SENT]} pending={c[DeliveryStatus.PENDING]} "
+            f"deferred={c[DeliveryStatus.DEFERRED]} failed={c[DeliveryStatus.FAILED]} skipped={c[DeliveryStatus.SKIPPED]}"
         )
-        console.print(presence.describe(session, s.lease_seconds))
+        console.print(presence.describe(session))
         if recipient:
             _email, email_key = store.normalise_email(recipient)
             info = ledger.explain(session, row.id, email_key)
@@ -180,7 +192,7 @@ def test_send(
     s = settings()
     with session_scope(engine()) as session:
         row = editions.find_issue(session, editions.check_key(issue or editions.current_key(s)))
-        if row is None or row.status == DRAFT:
+        if row is None or row.status == IssueStatus.DRAFT:
             row = editions.freeze(session, s, issue)
     results = asyncio.run(campaign.test_send(s, row, emails, make_transport(s, concurrency=1)))
     bad = 0

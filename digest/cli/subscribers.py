@@ -11,7 +11,7 @@ from rich.table import Table
 from digest.cli.common import console, engine
 from digest.store.engine import session_scope
 from subscribers import csvio, store
-from subscribers.model import CONFIRMED, PENDING, STATUSES
+from subscribers.model import STATUSES, SubscriberStatus
 
 subscribers_app = typer.Typer(
     help="Import, export, add, remove and count subscribers.", no_args_is_help=True
@@ -59,7 +59,11 @@ def add(
     """Add one subscriber (pending unless --confirmed)."""
     with session_scope(engine()) as session:
         row = store.add(
-            session, email, name, status=CONFIRMED if confirmed else PENDING, source="cli"
+            session,
+            email,
+            name,
+            status=SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING,
+            source="cli",
         )
         console.print(f"{row.email}: {row.status}")
 

@@ -17,7 +17,7 @@ from digest.delivery.message import Recipient
 from digest.delivery.sender import template_for
 from digest.delivery.transports.base import Outbound, Result, Transport
 from digest.editorial import editions, slots
-from digest.editorial.models import DRAFT, FROZEN, SENDING, SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.errors import InputError, StateError
 from digest.settings import Settings
 from digest.store.engine import session_scope
@@ -86,13 +86,13 @@ def prepare_send(engine: Engine, settings: Settings, key: str | None = None) -> 
             key = issue.key if issue else editions.current_key(settings)
         if issue is None:
             issue = editions.find_issue(session, editions.check_key(key))
-            if issue is None or issue.status in (DRAFT, FROZEN):
+            if issue is None or issue.status in (IssueStatus.DRAFT, IssueStatus.FROZEN):
                 issue = editions.freeze(session, settings, key, for_send=True)
-        if issue.status == SENT:
+        if issue.status == IssueStatus.SENT:
             return issue
-        if issue.status == FROZEN:
+        if issue.status == IssueStatus.FROZEN:
             editions.start_sending(session, issue)
-        if issue.status == SENDING:
+        if issue.status == IssueStatus.SENDING:
             ledger.fill(session, issue)
         return issue
 
@@ -101,7 +101,7 @@ async def test_send(
     settings: Settings, issue: Issue, addresses: list[str], transport: Transport
 ) -> list[tuple[str, Result]]:
     """Send the issue with a [TEST] subject; the ledger is not touched."""
-    if issue.status == DRAFT:
+    if issue.status == IssueStatus.DRAFT:
         raise StateError(f"issue {issue.key} is not built yet: run `digest build` first")
     results = []
     async with transport:

@@ -18,33 +18,27 @@ token may already hold, so no row is ever held by a batch nobody is sending.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Interval, case, func, literal, or_, select, update
+from sqlalchemy import Table, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from digest.clock import utcnow
 from digest.delivery.ledger import Row
 from digest.delivery.models import OWED, Delivery
-from digest.editorial.models import SENDING, Issue
+from digest.editorial.models import Issue, IssueStatus
+from digest.store.base import UTCDateTime
+from digest.store.engine import affected
+from digest.store.leases import db_now
 from subscribers.model import Subscriber
 
-TABLE = Delivery.__table__
+TABLE = cast(Table, Delivery.__table__)
 
 
 def _pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-def now_sql(session: Session, offset: float = 0.0) -> ColumnElement[Any]:
-    """The database's now (+ `offset` seconds) on PostgreSQL; this machine's on SQLite."""
-    if _pg(session):
-        if not offset:
-            return func.now()
-        return func.now() + literal(timedelta(seconds=offset), Interval())
-    return literal(utcnow() + timedelta(seconds=offset), DateTime(timezone=True))
 
 
 def _free(now: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -60,7 +54,7 @@ def claim(
 ) -> list[Row]:
     """Claim up to `limit` owed, due, unheld rows of the issue for `token`; return them."""
     release(session, [token])
-    now = now_sql(session)
+    now = db_now(session)
     pick = (
         select(TABLE.c.id)
         .where(TABLE.c.issue_id == issue_id, TABLE.c.status.in_(OWED), _due(now), _free(now))
@@ -72,7 +66,7 @@ def claim(
     session.execute(
         update(TABLE)
         .where(TABLE.c.id.in_(pick.scalar_subquery()))
-        .values(claimed_by=token, lease_until=now_sql(session, lease_seconds))
+        .values(claimed_by=token, lease_until=db_now(session, lease_seconds))
     )
     return held(session, token)
 
@@ -102,9 +96,9 @@ def extend(session: Session, tokens: list[str], lease_seconds: float) -> int:
     result = session.execute(
         update(TABLE)
         .where(TABLE.c.claimed_by.in_(tokens))
-        .values(lease_until=now_sql(session, lease_seconds))
+        .values(lease_until=db_now(session, lease_seconds))
     )
-    return result.rowcount or 0
+    return affected(result)
 
 
 def release(session: Session, tokens: list[str]) -> int:
@@ -116,17 +110,17 @@ def release(session: Session, tokens: list[str]) -> int:
         .where(TABLE.c.claimed_by.in_(tokens))
         .values(claimed_by=None, lease_until=None)
     )
-    return result.rowcount or 0
+    return affected(result)
 
 
-def release_worker(session: Session, worker_id: str) -> int:
-    """Give back everything a worker that is known to be dead still holds."""
+def release_holder(session: Session, holder_id: str) -> int:
+    """Give back everything a holder that is known to be dead still holds."""
     result = session.execute(
         update(TABLE)
-        .where(TABLE.c.claimed_by.startswith(worker_id + "/", autoescape=True))
+        .where(TABLE.c.claimed_by.startswith(holder_id + "/", autoescape=True))
         .values(claimed_by=None, lease_until=None)
     )
-    return result.rowcount or 0
+    return affected(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,35 +143,33 @@ class Outlook:
 
 def outlook(session: Session, issue_id: int | None = None) -> Outlook:
     """The state of owed rows for one issue, or for every issue that is sending."""
-    now = now_sql(session)
+    now = db_now(session)
     live = TABLE.c.claimed_by.is_not(None) & (TABLE.c.lease_until >= now)
     ready = ~live & _due(now)
     query = select(
         func.count(),
         func.coalesce(func.sum(case((live, 1), else_=0)), 0),
         func.coalesce(func.sum(case((ready, 1), else_=0)), 0),
-        func.min(case((live, TABLE.c.lease_until), else_=TABLE.c.next_attempt_at)),
+        func.min(
+            case((live, TABLE.c.lease_until), else_=TABLE.c.next_attempt_at), type_=UTCDateTime()
+        ),
     ).where(TABLE.c.status.in_(OWED))
     if issue_id is None:
-        sending = select(Issue.id).where(Issue.status == SENDING)
+        sending = select(Issue.id).where(Issue.status == IssueStatus.SENDING)
         query = query.where(TABLE.c.issue_id.in_(sending.scalar_subquery()))
     else:
         query = query.where(TABLE.c.issue_id == issue_id)
     owed, held_n, claimable, next_at = session.execute(query).one()
-    if isinstance(next_at, str):  # SQLite: min() over a CASE loses the column's type
-        next_at = datetime.fromisoformat(next_at)
-    if next_at is not None and next_at.tzinfo is None:
-        next_at = next_at.replace(tzinfo=UTC)
     return Outlook(int(owed), int(held_n), int(claimable), next_at)
 
 
 def claimable_issue(session: Session) -> int | None:
     """The oldest issue that is sending and has rows a sender could claim now."""
-    now = now_sql(session)
+    now = db_now(session)
     return session.scalar(
         select(TABLE.c.issue_id)
         .join(Issue, Issue.id == TABLE.c.issue_id)
-        .where(Issue.status == SENDING, TABLE.c.status.in_(OWED), _due(now), _free(now))
+        .where(Issue.status == IssueStatus.SENDING, TABLE.c.status.in_(OWED), _due(now), _free(now))
         .order_by(TABLE.c.issue_id)
         .limit(1)
     )

@@ -10,23 +10,25 @@ written only by the sender whose claim still holds the row.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Integer, String, and_, bindparam, func, literal, select, update
+from sqlalchemy import Integer, String, Table, and_, bindparam, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.delivery.models import DEFERRED, FAILED, OWED, PENDING, SENT_OK, SKIPPED, Delivery
+from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.transports.base import Outcome, Result
-from digest.editorial.models import SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
+from digest.store.engine import affected
 from subscribers import store
-from subscribers.model import CONFIRMED, Subscriber
+from subscribers.model import Subscriber, SubscriberStatus
 
 log = logging.getLogger("digest.ledger")
-TABLE = Delivery.__table__
+TABLE = cast(Table, Delivery.__table__)
 
 
 @dataclass(slots=True)
@@ -58,7 +60,7 @@ def start_lock(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(START_LOCK)))
     else:
-        table = Issue.__table__
+        table = cast(Table, Issue.__table__)
         session.execute(update(table).where(table.c.id == -1).values(status=table.c.status))
 
 
@@ -67,11 +69,11 @@ def fill(session: Session, issue: Issue) -> int:
     sel = select(
         literal(issue.id, Integer),
         Subscriber.id,
-        literal(PENDING, String),
+        literal(DeliveryStatus.PENDING, String),
         literal(0, Integer),
         literal("", String),
     ).where(
-        Subscriber.status == CONFIRMED,
+        Subscriber.status == SubscriberStatus.CONFIRMED,
         ~select(Delivery.id)
         .where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
         .exists(),
@@ -85,7 +87,7 @@ def fill(session: Session, issue: Issue) -> int:
         .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
     )
     result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
-    return max(result.rowcount or 0, 0)
+    return affected(result)
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -93,98 +95,172 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * (2 ** max(0, attempts - 1)))
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How outcomes become statuses: attempts, backoff and the bounce threshold."""
+
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+    bounce_threshold: int
+
+    @classmethod
+    def of(cls, settings: Any) -> RetryPolicy:
+        return cls(
+            settings.max_attempts,
+            settings.retry_backoff,
+            settings.retry_backoff_max,
+            settings.bounce_threshold,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to write into one ledger row."""
+
+    id: int
+    token: str
+    status: DeliveryStatus
+    attempts: int
+    code: int | None
+    reply: str
+    due: datetime | None
+
+
+#: What a batch's counts report: everything a row can end a pass as.
+FINAL_KINDS = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+)
+
+
+@dataclass
+class Plan:
+    """The outcome of a batch, decided without touching the database."""
+
+    writes: list[Decision] = field(default_factory=list)
+    counts: dict[DeliveryStatus, int] = field(default_factory=lambda: dict.fromkeys(FINAL_KINDS, 0))
+    bounced: list[int] = field(default_factory=list)
+    lost: int = 0
+
+
+def decide(row: Row, res: Result | str, now: datetime, policy: RetryPolicy) -> Decision:
+    """One row's new state. A plain string means it was skipped for that reason."""
+    if isinstance(res, str):
+        return Decision(
+            row.id, row.token, DeliveryStatus.SKIPPED, row.attempts, None, res[:1000], None
+        )
+    attempts = row.attempts + 1
+    code, reply, due = res.code, res.reply[:1000], None
+    if res.outcome is Outcome.SENT:
+        status = DeliveryStatus.SENT
+    elif res.outcome is Outcome.DEFERRED and attempts < policy.max_attempts:
+        status = DeliveryStatus.DEFERRED
+        wait = backoff(attempts, policy.backoff_base, policy.backoff_cap)
+        due = now + timedelta(seconds=wait)
+    elif res.outcome is Outcome.DEFERRED:
+        status = DeliveryStatus.FAILED
+        reply = f"gave up after {attempts} attempts; last reply: {reply}"[:1000]
+    else:
+        status = DeliveryStatus.FAILED
+    return Decision(row.id, row.token, status, attempts, code, reply, due)
+
+
+def plan(
+    results: list[tuple[Row, Result | str]],
+    holders: dict[int, tuple[str | None, datetime | None]],
+    now: datetime,
+    policy: RetryPolicy,
+) -> Plan:
+    """Decide a batch: which rows to write, the counts, who bounced, what was lost.
+
+    `holders` says who holds each row now and when it was last written. Only rows
+    still held under their claim token are written: a sender whose lease ran out
+    cannot overwrite what the sender that took over recorded. A row no longer held
+    but written at exactly `now` was written by this very batch before a lost
+    connection made us retry it: it is counted, not written twice.
+    """
+    out = Plan()
+    for row, res in results:
+        holder, updated = holders.get(row.id, (None, None))
+        mine = bool(row.token) and holder == row.token
+        if not mine and not (holder is None and updated == now):
+            out.lost += 1
+            continue
+        decision = decide(row, res, now, policy)
+        out.counts[decision.status] += 1
+        if not mine:
+            continue
+        out.writes.append(decision)
+        if isinstance(res, Result) and res.outcome is Outcome.FAILED and res.recipient_rejected:
+            out.bounced.append(row.subscriber_id)
+    return out
+
+
+_WRITE = (
+    update(TABLE)
+    .where(TABLE.c.id == bindparam("b_id"), TABLE.c.claimed_by == bindparam("b_token"))
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_code=bindparam("b_code"),
+        last_reply=bindparam("b_reply"),
+        next_attempt_at=bindparam("b_due"),
+        sent_at=bindparam("b_sent"),
+        updated_at=bindparam("b_now"),
+        claimed_by=None,
+        lease_until=None,
+    )
+)
+
+
+def write(session: Session, decisions: list[Decision], now: datetime) -> int:
+    """Write decided rows in one executemany (only where the claim still holds); rows written."""
+    if not decisions:
+        return 0
+    params = [
+        {
+            "b_id": d.id,
+            "b_token": d.token,
+            "b_status": d.status,
+            "b_attempts": d.attempts,
+            "b_code": d.code,
+            "b_reply": d.reply,
+            "b_due": d.due,
+            "b_sent": now if d.status == DeliveryStatus.SENT else None,
+            "b_now": now,
+        }
+        for d in decisions
+    ]
+    result = session.connection().execute(_WRITE, params)
+    written = cast("CursorResult[Any]", result).rowcount
+    return len(params) if written is None or written < 0 else written
+
+
 def record(
     session: Session,
     results: list[tuple[Row, Result | str]],
+    policy: RetryPolicy,
     *,
-    max_attempts: int,
-    backoff_base: float,
-    backoff_cap: float,
-    bounce_threshold: int,
     stamp: datetime | None = None,
-) -> dict[str, int]:
-    """Write a batch of outcomes; returns counts by final status for this batch.
+) -> dict[DeliveryStatus, int]:
+    """Decide and write a batch of outcomes; returns counts by status for this batch.
 
-    A plain string instead of a Result means the row was skipped for that reason
-    (e.g. the subscriber unsubscribed while the send was running). Only rows still
-    held under their claim token are written: a sender whose lease ran out cannot
-    overwrite what the sender that took over recorded. `stamp` makes a retry safe
-    after a lost connection: rows this very call already wrote (the commit reached
-    the server, its answer did not reach us) are counted, not written twice.
+    `stamp` makes a retry safe after a lost connection (see `plan`).
     """
     now = stamp or utcnow()
-    state = _claim_state(session, [row.id for row, _ in results])
-    params: list[dict[str, Any]] = []
-    counts = {SENT_OK: 0, DEFERRED: 0, FAILED: 0, SKIPPED: 0}
-    bounced: list[int] = []
-    lost = 0
-    for row, res in results:
-        holder, updated = state.get(row.id, (None, None))
-        mine = bool(row.token) and holder == row.token
-        if not mine and not (holder is None and updated == now):
-            lost += 1
-            continue
-        attempts = row.attempts + 1
-        due: datetime | None = None
-        if isinstance(res, str):
-            status, attempts, code, reply = SKIPPED, row.attempts, None, res[:1000]
-        else:
-            code, reply = res.code, res.reply[:1000]
-            if res.outcome is Outcome.SENT:
-                status = SENT_OK
-            elif res.outcome is Outcome.DEFERRED and attempts < max_attempts:
-                status = DEFERRED
-                due = now + timedelta(seconds=backoff(attempts, backoff_base, backoff_cap))
-            elif res.outcome is Outcome.DEFERRED:
-                status = FAILED
-                reply = f"gave up after {attempts} attempts; last reply: {reply}"[:1000]
-            else:
-                status = FAILED
-                if res.recipient_rejected and mine:
-                    bounced.append(row.subscriber_id)
-        counts[status] += 1
-        if not mine:
-            continue  # written by this same call before the connection broke
-        params.append(
-            {
-                "b_id": row.id,
-                "b_token": row.token,
-                "b_status": status,
-                "b_attempts": attempts,
-                "b_code": code,
-                "b_reply": reply,
-                "b_due": due,
-                "b_sent": now if status == SENT_OK else None,
-                "b_now": now,
-            }
-        )
-    if params:
-        stmt = (
-            update(TABLE)
-            .where(TABLE.c.id == bindparam("b_id"), TABLE.c.claimed_by == bindparam("b_token"))
-            .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                last_code=bindparam("b_code"),
-                last_reply=bindparam("b_reply"),
-                next_attempt_at=bindparam("b_due"),
-                sent_at=bindparam("b_sent"),
-                updated_at=bindparam("b_now"),
-                claimed_by=None,
-                lease_until=None,
-            )
-        )
-        written = session.connection().execute(stmt, params).rowcount
-        if written is not None and 0 <= written < len(params):
-            lost += len(params) - written
+    decided = plan(results, _claim_state(session, [row.id for row, _ in results]), now, policy)
+    lost = decided.lost + len(decided.writes) - write(session, decided.writes, now)
     if lost:
         log.warning(
             "%d outcome(s) not recorded: their lease ran out and another sender took them over",
             lost,
         )
-    for sid in bounced:
-        store.record_bounce(session, sid, bounce_threshold)
-    return counts
+    for sid in decided.bounced:
+        store.record_bounce(session, sid, policy.bounce_threshold)
+    return decided.counts
 
 
 def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None, datetime | None]]:
@@ -194,17 +270,18 @@ def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None
     query = select(TABLE.c.id, TABLE.c.claimed_by, TABLE.c.updated_at).where(TABLE.c.id.in_(ids))
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
-    return {i: (holder, _aware(at)) for i, holder, at in session.execute(query)}
+    return {i: (holder, at) for i, holder, at in session.execute(query)}
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC; PostgreSQL aware values."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def counts(session: Session, issue_id: int) -> dict[str, int]:
+def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
     """Deliveries by status for one issue (every status present, zero if none)."""
-    out = {PENDING: 0, DEFERRED: 0, SENT_OK: 0, FAILED: 0, SKIPPED: 0}
+    out: dict[DeliveryStatus, int] = {
+        DeliveryStatus.PENDING: 0,
+        DeliveryStatus.DEFERRED: 0,
+        DeliveryStatus.SENT: 0,
+        DeliveryStatus.FAILED: 0,
+        DeliveryStatus.SKIPPED: 0,
+    }
     rows = session.execute(
         select(Delivery.status, func.count())
         .where(Delivery.issue_id == issue_id)
@@ -224,12 +301,12 @@ def finish_if_done(session: Session, issue: Issue) -> bool:
         return False
     result = session.execute(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status != SENT)
-        .values(status=SENT, sent_at=utcnow())
+        .where(Issue.id == issue.id, Issue.status != IssueStatus.SENT)
+        .values(status=IssueStatus.SENT, sent_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     session.expire(issue)
-    return bool(result.rowcount)
+    return bool(affected(result))
 
 
 def explain(session: Session, issue_id: int, email_key: str) -> dict[str, Any] | None:

@@ -8,7 +8,6 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from digest.clock import utcnow
 from digest.editorial.models import Issue  # noqa: F401 - the ledger refers to issues
 from digest.store.base import Base, EnumText, UTCDateTime
 from subscribers.model import Subscriber  # noqa: F401 - the ledger refers to subscribers
@@ -24,13 +23,7 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-PENDING, DEFERRED, SENT_OK, FAILED, SKIPPED = (
-    DeliveryStatus.PENDING,
-    DeliveryStatus.DEFERRED,
-    DeliveryStatus.SENT,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.SKIPPED,
-)
+#: Still owed to the subscriber: a sender will (re)try these.
 OWED = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
 
 
@@ -65,25 +58,3 @@ class Delivery(Base):
             sqlite_where=text("claimed_by IS NOT NULL"),
         ),
     )
-
-
-class Worker(Base):
-    """A process sending (or ready to send) right now: `digest send` or `digest worker`.
-
-    Lets `digest send --status` show who is working, and lets a sender on the same
-    machine see at once that another one died (its pid is gone) instead of waiting
-    for its leases to run out. Rows are removed on a clean exit.
-    """
-
-    __tablename__ = "workers"
-
-    id: Mapped[str] = mapped_column(String(120), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16), default="worker")
-    host: Mapped[str] = mapped_column(String(255))
-    #: host plus PID namespace: the same node means the same process table.
-    node: Mapped[str] = mapped_column(String(255))
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    issue_id: Mapped[int | None] = mapped_column(ForeignKey("issues.id", ondelete="SET NULL"))
-    sent: Mapped[int] = mapped_column(Integer, default=0)

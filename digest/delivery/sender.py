@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from digest.clock import utcnow
 from digest.delivery import claims, ledger
 from digest.delivery.message import MessageTemplate, Recipient
-from digest.delivery.models import DEFERRED, FAILED, PENDING, SENT_OK, SKIPPED
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.presence import Presence, reap
 from digest.delivery.transports.base import Outbound, Outcome, Result, Transport
 from digest.editorial.models import Issue
@@ -36,11 +36,18 @@ from digest.settings import Settings
 from digest.store import retry
 from digest.store.engine import session_scope
 from subscribers.addresses import ascii_address, needs_smtputf8
-from subscribers.model import CONFIRMED
+from subscribers.model import SubscriberStatus
 from subscribers.tokens import make_token
 
 log = logging.getLogger("digest.sender")
 T = TypeVar("T")
+
+_KINDS = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+)
 
 
 @dataclass
@@ -49,8 +56,8 @@ class SendReport:
 
     issue_key: str
     transport: str
-    run: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_KINDS, 0))
-    totals: dict[str, int] = field(default_factory=dict)
+    run: dict[DeliveryStatus, int] = field(default_factory=lambda: dict.fromkeys(_KINDS, 0))
+    totals: dict[DeliveryStatus, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
     stopped: bool = False
@@ -60,30 +67,33 @@ class SendReport:
 
     @property
     def attempted(self) -> int:
-        return self.run[SENT_OK] + self.run[DEFERRED] + self.run[FAILED]
+        return (
+            self.run[DeliveryStatus.SENT]
+            + self.run[DeliveryStatus.DEFERRED]
+            + self.run[DeliveryStatus.FAILED]
+        )
 
     @property
     def rate(self) -> float:
         elapsed = self.duration or (time.monotonic() - self.started)
-        return self.run[SENT_OK] / elapsed if elapsed > 0 else 0.0
+        return self.run[DeliveryStatus.SENT] / elapsed if elapsed > 0 else 0.0
 
     @property
     def owed(self) -> int:
-        return self.totals.get(PENDING, 0) + self.totals.get(DEFERRED, 0)
+        return self.totals.get(DeliveryStatus.PENDING, 0) + self.totals.get(
+            DeliveryStatus.DEFERRED, 0
+        )
 
     def summary(self) -> str:
         t = self.totals
         state = "complete" if self.finished else ("stopped" if self.stopped else "incomplete")
         return (
-            f"issue={self.issue_key} state={state} sent={self.run[SENT_OK]} "
-            f"deferred={self.run[DEFERRED]} failed={self.run[FAILED]} skipped={self.run[SKIPPED]} "
+            f"issue={self.issue_key} state={state} sent={self.run[DeliveryStatus.SENT]} "
+            f"deferred={self.run[DeliveryStatus.DEFERRED]} failed={self.run[DeliveryStatus.FAILED]} skipped={self.run[DeliveryStatus.SKIPPED]} "
             f"duration={self.duration:.1f}s rate={self.rate:.0f}/s "
-            f"ledger: sent={t.get(SENT_OK, 0)} owed={self.owed} failed={t.get(FAILED, 0)} "
-            f"skipped={t.get(SKIPPED, 0)}"
+            f"ledger: sent={t.get(DeliveryStatus.SENT, 0)} owed={self.owed} failed={t.get(DeliveryStatus.FAILED, 0)} "
+            f"skipped={t.get(DeliveryStatus.SKIPPED, 0)}"
         )
-
-
-_KINDS = (SENT_OK, DEFERRED, FAILED, SKIPPED)
 
 
 class RateLimiter:
@@ -154,18 +164,21 @@ class Sender:
         self.stop = stop or asyncio.Event()
         self.batch_size = batch_size or settings.worker_batch_size
         self.wait_for_retries = wait_for_retries
-        self.presence = presence or Presence.here("send")
+        self.presence = presence or Presence.here("send", settings.lease_seconds)
         self._own_presence = presence is None
         self.report = SendReport(issue.key, transport.describe())
         self.template = template_for(issue, settings)
         self._secret = settings.secret()
         self._list_id = settings.effective_list_id
         self._limiter = RateLimiter(settings.rate_limit)
+        self._policy = ledger.RetryPolicy.of(settings)
         self._results: list[tuple[ledger.Row, Result | str]] = []
         #: Outcomes not yet committed (waiting or being written). Workers pause at
         #: batch_size, which bounds what a crash can repeat to batch_size + concurrency.
         self._unrecorded = 0
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # the recorder: a full batch is waiting
+        self._space = asyncio.Event()  # the workers: outcomes may be added again
+        self._space.set()
         self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
         self._batches = 0
         self._fatal: BaseException | None = None
@@ -185,20 +198,13 @@ class Sender:
             return
         batch, self._results = self._results, []
         self._wake.clear()
-        s = self.settings
         stamp = utcnow()
         counts = await self._in_db(
-            lambda session: ledger.record(
-                session,
-                batch,
-                max_attempts=s.max_attempts,
-                backoff_base=s.retry_backoff,
-                backoff_cap=s.retry_backoff_max,
-                bounce_threshold=s.bounce_threshold,
-                stamp=stamp,
-            )
+            lambda session: ledger.record(session, batch, self._policy, stamp=stamp)
         )
         self._unrecorded -= len(batch)
+        if self._unrecorded < self.batch_size:
+            self._space.set()
         for row, _ in batch:
             left = self._held.get(row.token, 0) - 1
             if left > 0:
@@ -228,12 +234,13 @@ class Sender:
         if self._fatal is None:
             self._fatal = exc
         self.stop.set()
+        self._space.set()  # nobody waits for room any more
 
     async def _heartbeat(self) -> None:
         """Renew our leases and presence; a missed beat is retried at the next one."""
         while True:
             await asyncio.sleep(self.settings.effective_heartbeat)
-            beat = partial(self._beat, list(self._held), self.report.run[SENT_OK])
+            beat = partial(self._beat, list(self._held), self.report.run[DeliveryStatus.SENT])
             try:
                 await self._in_db(beat)
             except Exception as exc:  # the run goes on; our leases may lapse meanwhile
@@ -249,17 +256,18 @@ class Sender:
         self._results.append((row, outcome))
         self._unrecorded += 1
         if self._unrecorded >= self.batch_size:
+            self._space.clear()
             self._wake.set()
 
     async def _room(self) -> None:
-        """Wait while a full batch of outcomes is not yet committed."""
+        """Wait while a full batch of outcomes is not yet committed (the recorder frees it)."""
         while self._unrecorded >= self.batch_size and not self.stop.is_set():
             self._wake.set()
-            await asyncio.sleep(0.002)
+            await self._space.wait()
 
     def _prepare(self, row: ledger.Row) -> Outbound | str | Result:
         """The message for one row, or why it is not sent (never raises for bad data)."""
-        if row.status != CONFIRMED:
+        if row.status != SubscriberStatus.CONFIRMED:
             return f"skipped: subscriber is {row.status}"
         # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
         utf8 = needs_smtputf8(row.email)
@@ -332,7 +340,7 @@ class Sender:
     def _arrive(self, session: Session) -> None:
         if self._own_presence:
             self.presence.join(session, self.issue.id)
-        reap(session, self.presence, self.settings.lease_seconds)
+        reap(session, self.presence)
 
     def _depart(self, session: Session) -> None:
         claims.release(session, list(self._held))
@@ -367,7 +375,7 @@ class Sender:
                 return
 
             def look(session: Session) -> claims.Outlook:
-                reap(session, self.presence, self.settings.lease_seconds)
+                reap(session, self.presence)
                 return claims.outlook(session, issue_id)
 
             outlook = await self._in_db(look)
@@ -388,12 +396,14 @@ class Sender:
     async def _finish(self) -> None:
         issue = self.issue
 
-        def done(session: Session) -> tuple[bool, dict[str, int]]:
+        def done(session: Session) -> tuple[bool, dict[DeliveryStatus, int]]:
             finished = ledger.finish_if_done(session, session.merge(issue))
             return finished, ledger.counts(session, issue.id)
 
         finished, totals = await self._in_db(done)
-        self.report.finished = finished or not (totals.get(PENDING, 0) or totals.get(DEFERRED, 0))
+        self.report.finished = finished or not (
+            totals.get(DeliveryStatus.PENDING, 0) or totals.get(DeliveryStatus.DEFERRED, 0)
+        )
         self.report.totals = totals
         self.report.stopped = self.stop.is_set() and not self.report.finished
         self.report.duration = time.monotonic() - self.report.started
@@ -412,6 +422,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-def ledger_totals(engine: Engine, issue_id: int) -> dict[str, Any]:
+def ledger_totals(engine: Engine, issue_id: int) -> dict[DeliveryStatus, int]:
     with session_scope(engine) as session:
         return ledger.counts(session, issue_id)

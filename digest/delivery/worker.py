@@ -22,12 +22,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from digest.delivery import claims, ledger
-from digest.delivery.models import OWED, SENT_OK, Delivery
+from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.presence import Presence, reap
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Transport
-from digest.editorial.models import SENDING, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.errors import StateError, TransportError
 from digest.settings import Settings
 from digest.store import retry
@@ -51,7 +51,7 @@ class WorkerReport:
     runs: list[SendReport] = field(default_factory=list)
     stopped: bool = False
 
-    def total(self, kind: str) -> int:
+    def total(self, kind: DeliveryStatus) -> int:
         return sum(r.run[kind] for r in self.runs)
 
     def summary(self) -> str:
@@ -59,8 +59,8 @@ class WorkerReport:
         state = "stopped" if self.stopped else "done"
         return (
             f"worker={self.worker_id} state={state} issues={','.join(keys) or '-'} "
-            f"sent={self.total(SENT_OK)} deferred={self.total('deferred')} "
-            f"failed={self.total('failed')} skipped={self.total('skipped')}"
+            f"sent={self.total(DeliveryStatus.SENT)} deferred={self.total(DeliveryStatus.DEFERRED)} "
+            f"failed={self.total(DeliveryStatus.FAILED)} skipped={self.total(DeliveryStatus.SKIPPED)}"
         )
 
 
@@ -85,7 +85,7 @@ class Worker:
         self.stop = stop or asyncio.Event()
         self.on_run = on_run
         self.transport_factory = transport_factory
-        self.presence = Presence.here("worker")
+        self.presence = Presence.here("worker", settings.lease_seconds)
         self.report = WorkerReport(self.presence.id)
 
     async def _db(self, fn: Callable[[Session], T]) -> T:
@@ -152,7 +152,7 @@ class Worker:
 
     def _next_issue(self, session: Session) -> Issue | None:
         """The oldest sending issue with rows to claim now (after freeing dead peers' rows)."""
-        reap(session, self.presence, self.settings.lease_seconds)
+        reap(session, self.presence)
         issue_id = claims.claimable_issue(session)
         return session.get(Issue, issue_id) if issue_id is not None else None
 
@@ -168,5 +168,5 @@ def finish_idle(session: Session) -> int:
     owed = (
         select(Delivery.id).where(Delivery.issue_id == Issue.id, Delivery.status.in_(OWED)).exists()
     )
-    done = session.scalars(select(Issue).where(Issue.status == SENDING, ~owed)).all()
+    done = session.scalars(select(Issue).where(Issue.status == IssueStatus.SENDING, ~owed)).all()
     return sum(ledger.finish_if_done(session, issue) for issue in done)

@@ -16,12 +16,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.editorial.models import DRAFT, FROZEN, SENDING, SENT, Issue, Pick
+from digest.editorial.models import Issue, IssueStatus, Pick
 from digest.editorial.picks import pick_to_dict, plain_text
 from digest.editorial.render import render_issue
 from digest.errors import InputError, NotFound, StateError
 from digest.headertext import check_header_safe, strip_bidi
 from digest.settings import Settings
+from digest.store.engine import affected
 
 KEY_RE = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
 MAX_SUBJECT = 200
@@ -60,7 +61,7 @@ def draft(session: Session, key: str) -> Issue:
     """The issue row for `key`, created as a draft if it does not exist yet."""
     issue = find_issue(session, check_key(key))
     if issue is None:
-        issue = Issue(key=key, status=DRAFT)
+        issue = Issue(key=key, status=IssueStatus.DRAFT)
         session.add(issue)
         session.flush()
     return issue
@@ -76,7 +77,7 @@ def edit(
 ) -> Issue:
     """Set the subject, preheader or intro of an issue that has not started sending."""
     issue = draft(session, key)
-    if issue.status in (SENDING, SENT):
+    if issue.status in (IssueStatus.SENDING, IssueStatus.SENT):
         raise StateError(f"issue {key} is {issue.status}; it can no longer change")
     if subject is not None:
         subject = plain_text(subject)
@@ -120,7 +121,7 @@ def freeze(
     """
     key = check_key(key or current_key(settings))
     issue = draft(session, key)
-    if issue.status in (SENDING, SENT):
+    if issue.status in (IssueStatus.SENDING, IssueStatus.SENT):
         raise StateError(
             f"issue {key} is already {issue.status} and is never re-frozen; "
             "new picks go into the next week's issue"
@@ -144,13 +145,13 @@ def freeze(
         "date": now.astimezone(settings.tz).date().isoformat(),
         "picks": picks,
     }
-    if issue.status == FROZEN and _same(issue.content, content, with_date=for_send):
+    if issue.status == IssueStatus.FROZEN and _same(issue.content, content, with_date=for_send):
         return issue  # idempotent: nothing changed since the last build
     rendered = render_issue(content, settings)
     issue.content = content
     issue.html = rendered.html
     issue.text = rendered.text
-    issue.status = FROZEN
+    issue.status = IssueStatus.FROZEN
     issue.frozen_at = now
     session.flush()
     return issue
@@ -169,11 +170,11 @@ def start_sending(session: Session, issue: Issue) -> bool:
     """Atomically move FROZEN -> SENDING; False if someone else already did."""
     result = session.execute(
         update(Issue)
-        .where(Issue.id == issue.id, Issue.status == FROZEN)
-        .values(status=SENDING, send_started_at=utcnow())
+        .where(Issue.id == issue.id, Issue.status == IssueStatus.FROZEN)
+        .values(status=IssueStatus.SENDING, send_started_at=utcnow())
     )
     session.refresh(issue)
-    if result.rowcount != 1:
+    if affected(result) != 1:
         return False
     ids = [p["id"] for p in issue.content.get("picks", [])]
     session.execute(
@@ -184,7 +185,9 @@ def start_sending(session: Session, issue: Issue) -> bool:
 
 def resumable(session: Session) -> Issue | None:
     """The oldest issue whose send started but did not finish."""
-    return session.scalar(select(Issue).where(Issue.status == SENDING).order_by(Issue.id))
+    return session.scalar(
+        select(Issue).where(Issue.status == IssueStatus.SENDING).order_by(Issue.id)
+    )
 
 
 def list_issues(session: Session, limit: int = 50) -> list[Issue]:

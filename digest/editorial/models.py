@@ -21,14 +21,6 @@ class IssueStatus(enum.StrEnum):
     SENT = "sent"
 
 
-DRAFT, FROZEN, SENDING, SENT = (
-    IssueStatus.DRAFT,
-    IssueStatus.FROZEN,
-    IssueStatus.SENDING,
-    IssueStatus.SENT,
-)
-
-
 class Pick(Base):
     """A story an editor picked. issue_id is NULL until a build freezes it."""
 

@@ -24,11 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.clock import utcnow
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
-from digest.editorial import editions, preflight
-from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial import editions
+from digest.editorial.models import Issue, IssueStatus
 from digest.editorial.picks import unfrozen
 from digest.errors import StateError
 from digest.scheduling.alerts import send_alert
@@ -59,23 +60,23 @@ class RunResult:
     trigger: str
     outcome: str
     due: datetime | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    totals: dict[str, int] = field(default_factory=dict)
+    counts: dict[DeliveryStatus, int] = field(default_factory=dict)
+    totals: dict[DeliveryStatus, int] = field(default_factory=dict)
     duration: float = 0.0
     detail: str = ""
 
     def line(self) -> str:
         c, t = self.counts, self.totals
-        owed = t.get("pending", 0) + t.get("deferred", 0)
+        owed = t.get(DeliveryStatus.PENDING, 0) + t.get(DeliveryStatus.DEFERRED, 0)
         parts = [
             f"key={self.key}",
             f"trigger={self.trigger}",
             f"outcome={self.outcome}",
-            f"sent={c.get('sent', 0)}",
-            f"deferred={c.get('deferred', 0)}",
-            f"failed={c.get('failed', 0)}",
-            f"skipped={c.get('skipped', 0)}",
-            f"ledger_sent={t.get('sent', 0)}",
+            f"sent={c.get(DeliveryStatus.SENT, 0)}",
+            f"deferred={c.get(DeliveryStatus.DEFERRED, 0)}",
+            f"failed={c.get(DeliveryStatus.FAILED, 0)}",
+            f"skipped={c.get(DeliveryStatus.SKIPPED, 0)}",
+            f"ledger_sent={t.get(DeliveryStatus.SENT, 0)}",
             f"owed={owed}",
             f"recipients={sum(t.values())}",
             f"duration={self.duration:.1f}s",
@@ -113,7 +114,7 @@ class Runner:
     async def resume_all(self) -> list[str]:
         """Resume every send that was cut off (a crash, a kill, a lost SMTP server)."""
         keys = await self._db(
-            lambda s: list(s.scalars(select(Issue.key).where(Issue.status == SENDING)))
+            lambda s: list(s.scalars(select(Issue.key).where(Issue.status == IssueStatus.SENDING)))
         )
         for key in keys:
             self.spawn(key, "resume")
@@ -166,10 +167,10 @@ class Runner:
 
     async def _run_locked(self, key: str, trigger: str, due: datetime | None) -> RunResult:
         status = await self._db(lambda s: _status(s, key))
-        if status == SENT:
+        if status == IssueStatus.SENT:
             totals = await self._db(lambda s: _totals(s, key))
             return RunResult(key, trigger, ALREADY_SENT, due, totals=totals)
-        if trigger == "retry" and status != SENDING and due and self._past_grace(due):
+        if trigger == "retry" and status != IssueStatus.SENDING and due and self._past_grace(due):
             when = describe(due, self.settings.tz)
             await self._alert(
                 key,
@@ -184,7 +185,7 @@ class Runner:
         if self.halt.is_set():
             return RunResult(key, trigger, STOPPED, due)
         checked: Issue | None = None
-        if status != SENDING:
+        if status != IssueStatus.SENDING:
             if not await self._db(lambda s: bool(unfrozen(s))):
                 await self._alert(
                     key,
@@ -200,14 +201,14 @@ class Runner:
                 checked = await asyncio.to_thread(campaign.build, self.engine, self.settings, key)
             except StateError:  # a manual `digest send` started it a moment ago
                 status = await self._db(lambda s: _status(s, key))
-                if status not in (SENDING, SENT):
+                if status not in (IssueStatus.SENDING, IssueStatus.SENT):
                     raise
             if checked is not None:
                 blocked = await self._preflight(key, checked, started=False)
                 if blocked:
                     return RunResult(key, trigger, PREFLIGHT_FAILED, due, detail=blocked)
         issue = await asyncio.to_thread(campaign.prepare_send, self.engine, self.settings, key)
-        if issue.status == SENT:
+        if issue.status == IssueStatus.SENT:
             return RunResult(key, trigger, ALREADY_SENT, due)
         if checked is None or (checked.html, checked.content) != (issue.html, issue.content):
             blocked = await self._preflight(key, issue, started=True)
@@ -252,9 +253,9 @@ class Runner:
                 log.info(
                     "scheduler progress key=%s sent=%d deferred=%d failed=%d",
                     issue.key,
-                    rep.run["sent"],
-                    rep.run["deferred"],
-                    rep.run["failed"],
+                    rep.run[DeliveryStatus.SENT],
+                    rep.run[DeliveryStatus.DEFERRED],
+                    rep.run[DeliveryStatus.FAILED],
                 )
 
         transport = make_transport(self.settings)
@@ -299,7 +300,7 @@ class Runner:
         status = await self._db(lambda s: _status(s, key))
         late = (utcnow() - due).total_seconds()
         when = describe(due, self.settings.tz)
-        if status in (SENDING, SENT):
+        if status in (IssueStatus.SENDING, IssueStatus.SENT):
             log.info(
                 "scheduler: the firing due %s was missed, but issue %s is already %s",
                 when,
@@ -357,7 +358,7 @@ def _status(session: Any, key: str) -> str | None:
     return session.scalar(select(Issue.status).where(Issue.key == key))
 
 
-def _totals(session: Any, key: str) -> dict[str, int]:
+def _totals(session: Any, key: str) -> dict[DeliveryStatus, int]:
     issue = editions.find_issue(session, key)
     return ledger.counts(session, issue.id) if issue else {}
 

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 
 from digest.clock import utcnow
 from digest.errors import SettingsError, StateError
+from digest.scheduling.leadership import Leadership
 from digest.scheduling.runner import Runner, one_line
 from digest.scheduling.trigger import (
     ScheduleTrigger,
@@ -50,7 +51,6 @@ from digest.scheduling.trigger import (
 )
 from digest.settings import Settings
 from digest.store.engine import get_engine
-from digest.store.leases import Leadership
 
 log = logging.getLogger("digest.scheduler")
 JOB_ID = "digest-weekly-send"

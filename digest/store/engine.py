@@ -10,9 +10,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.errors import DigestError
@@ -123,3 +124,12 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def affected(result: Result[Any]) -> int:
+    """How many rows an INSERT, UPDATE or DELETE touched (0 when the driver cannot say).
+
+    Session.execute() is typed as returning a plain Result; DML gives a CursorResult.
+    """
+    count = cast("CursorResult[Any]", result).rowcount
+    return count if count is not None and count > 0 else 0

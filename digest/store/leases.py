@@ -1,50 +1,60 @@
-"""Leadership among schedulers on one database: a lease row, renewed while alive.
+"""Leases: who holds what, and until when. One scheme for every holder.
 
-Any number of `digest schedule` processes (or web apps running the scheduler) may
-point at one database; exactly one holds the lease and fires the weekly job, the
-others wait on standby and take over when the holder stops renewing it. This keeps
-APScheduler's rule that a job store is never shared by running schedulers, and means
-a scheduled send never runs twice at once.
+A process is a `Holder`: an id (`host:pid:random`), the machine it runs on (host, boot
+and PID namespace: where a PID means the same process) and its PID. It holds named
+leases in the `leases` table - the scheduler's leadership (`scheduler`), each sender's
+presence (`sender/<holder id>`) - and its senders hold ledger rows under claim tokens
+`<holder id>/<batch>` (digest.delivery.claims), judged by the same rule:
 
-A holder that crashed is replaced at once when its successor runs on the same
-machine (same host, boot and PID namespace) and can see its process is gone;
-otherwise when the lease expires (DIGEST_SCHEDULER_LEASE). Machines' clocks must
-agree to within a fraction of that time (NTP).
+    a lease binds while it has not expired by the database's clock and, when its
+    holder ran on this machine, while that process still exists.
+
+So a holder that crashed is replaced at once by a successor on the same machine, and
+otherwise when its lease runs out; times come from the database (PostgreSQL's now()),
+so machines with skewed clocks still agree on when a lease ends.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, delete, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Integer, Interval, String, delete, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from digest.clock import utcnow
-from digest.store.base import Base
-from digest.store.engine import session_scope
-
-SCHEDULER = "scheduler"
+from digest.store.base import Base, UTCDateTime
+from digest.store.engine import affected
 
 
-class SchedulerLease(Base):
-    """Who leads a role (one row per role), until when."""
+class Lease(Base):
+    """One named lease: who holds it, from where, until when, and what it is doing."""
 
-    __tablename__ = "scheduler_leases"
+    __tablename__ = "leases"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    token: Mapped[str] = mapped_column(String(64))
-    holder: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(160), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    label: Mapped[str] = mapped_column(String(255))
     machine: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
-    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    role: Mapped[str] = mapped_column(String(16), default="")
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: What a sender is working on, for `digest send --status`.
+    issue_id: Mapped[int | None] = mapped_column(Integer)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- identity -----------------------------------------------------------------------
 
 
 @cache
@@ -61,20 +71,66 @@ def machine_id() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists here (a zombie counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, belongs to someone else
+    except OSError:  # e.g. EPERM: it exists but belongs to someone else
         return True
     return True
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def gone(machine: str, pid: int) -> bool:
+    """True when a holder provably died: it ran on this machine and its PID is gone."""
+    return machine == machine_id() and pid != os.getpid() and not pid_alive(pid)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """This process (or one role in it) as a lease holder."""
+
+    id: str
+    host: str
+    machine: str
+    pid: int
+
+    @classmethod
+    def here(cls) -> Holder:
+        """A new holder identity for this process (each call is a distinct holder)."""
+        host = socket.gethostname()
+        safe = re.sub(r"[^A-Za-z0-9.-]", "-", host)[:80] or "host"
+        pid = os.getpid()
+        return cls(f"{safe}:{pid}:{secrets.token_hex(3)}", host[:255], machine_id(), pid)
+
+    @property
+    def label(self) -> str:
+        return f"{self.host} pid {self.pid}"[:255]
+
+    def token(self, batch: int) -> str:
+        """The claim token for one batch of ledger rows."""
+        return f"{self.id}/{batch}"
+
+
+# -- the clock ------------------------------------------------------------------------
+
+
+def db_now(session: Session, offset: float = 0.0) -> ColumnElement[Any]:
+    """The database's now (+ `offset` seconds) on PostgreSQL; this machine's on SQLite.
+
+    SQLite is one machine by design, so its clock is the only one there is.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        if not offset:
+            return func.now()
+        return func.now() + literal(timedelta(seconds=offset), Interval())
+    return literal(utcnow() + timedelta(seconds=offset), UTCDateTime())
+
+
+# -- named leases ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """The outcome of one attempt: did we get it, and who holds it otherwise."""
 
@@ -83,85 +139,113 @@ class Claim:
     expires_at: datetime | None = None
 
 
-class Leadership:
-    """One process's claim on a role. All methods are blocking (run them in a thread)."""
+def acquire(
+    session: Session, name: str, holder: Holder, ttl: float, role: str = "", **info: Any
+) -> Claim:
+    """Take lease `name` if it is free, ours, expired, or held by a process that died here."""
+    values = {
+        "holder": holder.id,
+        "label": holder.label,
+        "machine": holder.machine,
+        "pid": holder.pid,
+        "role": role,
+        "acquired_at": db_now(session),
+        "renewed_at": db_now(session),
+        "expires_at": db_now(session, ttl),
+        **info,
+    }
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    created = affected(
+        session.execute(
+            insert(Lease)
+            .values(name=name, **values)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .execution_options(preserve_rowcount=True)
+        )
+    )
+    if created == 1:
+        return Claim(True, holder.label)
+    row = session.execute(select(Lease).where(Lease.name == name)).scalar_one_or_none()
+    if row is None:  # released between the two statements: try once more
+        return acquire(session, name, holder, ttl, role, **info)
+    free = Lease.expires_at <= db_now(session)
+    if row.holder == holder.id:
+        values.pop("acquired_at")
+        free = literal(True)
+    elif gone(row.machine, row.pid):
+        free = literal(True)
+    taken = affected(
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == row.holder, free)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if taken == 1:
+        return Claim(True, holder.label)
+    session.expire(row)
+    current = session.get(Lease, name)
+    if current is None:
+        return Claim(False, "another holder")
+    return Claim(False, current.label, current.expires_at)
 
-    def __init__(self, engine: Engine, ttl: float, name: str = SCHEDULER) -> None:
-        self.engine = engine
-        self.ttl = timedelta(seconds=ttl)
-        self.name = name
-        self.token = secrets.token_hex(16)
-        self.holder = f"{socket.gethostname()} pid {os.getpid()}"[:255]
-        self.expires_at: datetime | None = None
 
-    def _stale(self, row: SchedulerLease, now: datetime) -> bool:
-        if _aware(row.expires_at) <= now:
-            return True
-        if row.machine != machine_id():
-            return False
-        # Same machine: a holder whose process is gone is stale at once.
-        return not pid_alive(row.pid)
+def renew(session: Session, name: str, holder: Holder, ttl: float, **info: Any) -> bool:
+    """Extend our lease (and update what it says); False if it is no longer ours."""
+    result = affected(
+        session.execute(
+            update(Lease)
+            .where(Lease.name == name, Lease.holder == holder.id)
+            .values(renewed_at=db_now(session), expires_at=db_now(session, ttl), **info)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return result == 1
 
-    def acquire(self) -> Claim:
-        """Take the lease if it is free, expired, ours, or held by a dead process."""
-        now = utcnow()
-        expires = now + self.ttl
-        values = {
-            "token": self.token,
-            "holder": self.holder,
-            "machine": machine_id(),
-            "pid": os.getpid(),
-            "acquired_at": now,
-            "expires_at": expires,
-        }
-        try:
-            with session_scope(self.engine) as session:
-                row = session.get(SchedulerLease, self.name)
-                if row is None:
-                    session.add(SchedulerLease(name=self.name, **values))
-                    session.flush()
-                elif row.token == self.token or self._stale(row, now):
-                    if row.token == self.token:
-                        values["acquired_at"] = row.acquired_at
-                    won = session.execute(
-                        update(SchedulerLease)
-                        .where(SchedulerLease.name == self.name, SchedulerLease.token == row.token)
-                        .values(**values)
-                        .execution_options(synchronize_session=False)
-                    ).rowcount
-                    if won != 1:
-                        return Claim(False, "another scheduler")
-                else:
-                    return Claim(False, row.holder, _aware(row.expires_at))
-        except IntegrityError:  # another scheduler inserted the row first
-            return Claim(False, "another scheduler")
-        self.expires_at = expires
-        return Claim(True, self.holder, expires)
 
-    def renew(self) -> bool:
-        """Extend our lease; False if it is no longer ours (a standby took over)."""
-        now = utcnow()
-        with session_scope(self.engine) as session:
-            n = session.execute(
-                update(SchedulerLease)
-                .where(SchedulerLease.name == self.name, SchedulerLease.token == self.token)
-                .values(expires_at=now + self.ttl)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        if n == 1:
-            self.expires_at = now + self.ttl
-        return n == 1
+def release(session: Session, name: str, holder: Holder) -> None:
+    """Give the lease up so a successor can take over at once."""
+    session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder.id))
 
-    def release(self) -> None:
-        """Give the lease up so a standby can take over at once."""
-        with session_scope(self.engine) as session:
-            session.execute(
-                delete(SchedulerLease).where(
-                    SchedulerLease.name == self.name, SchedulerLease.token == self.token
-                )
+
+def current(session: Session, name: str) -> Lease | None:
+    return session.execute(select(Lease).where(Lease.name == name)).scalar_one_or_none()
+
+
+def live(session: Session, prefix: str) -> list[Lease]:
+    """Leases under `prefix` that still bind by the clock, oldest first."""
+    return list(
+        session.scalars(
+            select(Lease)
+            .where(
+                Lease.name.startswith(prefix, autoescape=True), Lease.expires_at >= db_now(session)
             )
-        self.expires_at = None
+            .order_by(Lease.acquired_at, Lease.name)
+        )
+    )
 
-    def current(self) -> SchedulerLease | None:
-        with session_scope(self.engine) as session:
-            return session.scalar(select(SchedulerLease).where(SchedulerLease.name == self.name))
+
+def dead(session: Session, prefix: str, stale_after: float) -> tuple[list[Lease], int]:
+    """Leases under `prefix` whose holder died on this machine (returned, for the caller to
+    clean up after), and how many expired more than `stale_after` seconds ago (deleted)."""
+    here = session.scalars(
+        select(Lease).where(
+            Lease.name.startswith(prefix, autoescape=True), Lease.machine == machine_id()
+        )
+    ).all()
+    died = [row for row in here if gone(row.machine, row.pid)]
+    stale = affected(
+        session.execute(
+            delete(Lease).where(
+                Lease.name.startswith(prefix, autoescape=True),
+                Lease.expires_at < db_now(session, -stale_after),
+            )
+        )
+    )
+    return died, stale or 0
+
+
+def forget(session: Session, name: str) -> None:
+    """Delete a lease whatever holds it (after cleaning up behind a dead holder)."""
+    session.execute(delete(Lease).where(Lease.name == name))

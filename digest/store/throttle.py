@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from digest.clock import utcnow
 from digest.store.base import Base, UTCDateTime
+from digest.store.engine import affected
 
 
 class ThrottleEvent(Base):
@@ -178,4 +179,4 @@ def clear(session: Session, limit: Limit, value: str, secret: bytes) -> None:
 def purge(session: Session, longest: timedelta, now: datetime | None = None) -> int:
     """Delete every event older than `longest`, the longest window in use (at start-up)."""
     cutoff = (now or utcnow()) - longest
-    return session.execute(delete(ThrottleEvent).where(ThrottleEvent.at < cutoff)).rowcount or 0
+    return affected(session.execute(delete(ThrottleEvent).where(ThrottleEvent.at < cutoff)))

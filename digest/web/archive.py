@@ -19,14 +19,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from digest.editorial import editions
-from digest.editorial.models import SENDING, SENT, Issue
+from digest.editorial.models import Issue, IssueStatus
 from digest.editorial.render import SUPPORT_FREQUENCIES, web_version
 from digest.errors import InputError
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from digest.web.security import email_csp
 
-PUBLISHED = (SENDING, SENT)
+PUBLISHED = (IssueStatus.SENDING, IssueStatus.SENT)
 log = logging.getLogger("digest.web")
 
 

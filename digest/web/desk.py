@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from digest.delivery import ledger
+from digest.delivery.models import DeliveryStatus
 from digest.editorial import editions, picks
 from digest.editorial.models import Issue, Pick
 from digest.errors import DigestError, InputError, NotFound, SettingsError, StateError
@@ -57,7 +58,7 @@ class DeskState:
     key: str
     issue: Issue | None
     picks: list[Pick]
-    past: list[tuple[Issue, dict[str, int]]] = field(default_factory=list)
+    past: list[tuple[Issue, dict[DeliveryStatus, int]]] = field(default_factory=list)
 
 
 def _state(session: Session, request: Request) -> DeskState:

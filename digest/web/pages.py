@@ -26,15 +26,7 @@ from digest.web.security import CSRF_FIELD, csrf_token
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; they are UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _local_time(value: datetime | None, settings: Settings) -> str:
-    value = aware(value)
     if value is None:
         return "—"
     local = value.astimezone(settings.tz)
@@ -42,7 +34,6 @@ def _local_time(value: datetime | None, settings: Settings) -> str:
 
 
 def _utc_time(value: datetime | None) -> str:
-    value = aware(value)
     return f"{value.astimezone(UTC):%a %H:%M} UTC" if value else "—"
 
 

@@ -24,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import campaign, ledger
+from digest.delivery import campaign, ledger, preflight
+from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
-from digest.editorial import editions, preflight
-from digest.editorial.models import DRAFT, FROZEN, SENDING, SENT, Issue
+from digest.editorial import editions
+from digest.editorial.models import Issue, IssueStatus
 from digest.errors import DigestError, InputError, StateError, TransportError
 from digest.settings import Settings
 from digest.store.engine import session_scope
@@ -94,7 +95,11 @@ def _load(request: Request, key: str, *, build: bool) -> tuple[Issue | None, str
         working = key == working_key(session, settings)
     if issue is None and not working:
         raise HTTPException(404, f"There is no issue {key}.")
-    if working and build and (issue is None or issue.status in (DRAFT, FROZEN)):
+    if (
+        working
+        and build
+        and (issue is None or issue.status in (IssueStatus.DRAFT, IssueStatus.FROZEN))
+    ):
         try:
             issue = campaign.build(engine, settings, key)
         except StateError as exc:
@@ -105,7 +110,7 @@ def _load(request: Request, key: str, *, build: bool) -> tuple[Issue | None, str
 
 
 def _progress(request: Request, issue: Issue | None) -> dict[str, Any] | None:
-    if issue is None or issue.status not in (SENDING, SENT):
+    if issue is None or issue.status not in (IssueStatus.SENDING, IssueStatus.SENT):
         return None
     with session_scope(engine_of(request)) as session:
         return progress_data(session, issue.key)
@@ -256,7 +261,9 @@ def progress_data(session: Session, key: str) -> dict[str, Any]:
         raise HTTPException(404, f"There is no issue {key}.")
     counts = ledger.counts(session, issue.id)
     total = sum(counts.values())
-    done = counts["sent"] + counts["failed"] + counts["skipped"]
+    done = (
+        counts[DeliveryStatus.SENT] + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.SKIPPED]
+    )
     return {
         "key": issue.key,
         "status": issue.status,
@@ -265,9 +272,9 @@ def progress_data(session: Session, key: str) -> dict[str, Any]:
         "done": done,
         "percent": round(100 * done / total, 1)
         if total
-        else (100.0 if issue.status == SENT else 0),
-        "finished": issue.status == SENT,
-        "sending": issue.status == SENDING,
+        else (100.0 if issue.status == IssueStatus.SENT else 0),
+        "finished": issue.status == IssueStatus.SENT,
+        "sending": issue.status == IssueStatus.SENDING,
     }
 
 

@@ -25,10 +25,10 @@ from starlette.routing import Route
 from digest.errors import InputError
 from digest.web import ratelimit, signup
 from digest.web.context import db, settings_of
-from digest.web.pages import aware, render
+from digest.web.pages import render
 from digest.web.security import client_address, csrf_ok
 from subscribers import store
-from subscribers.model import BLOCKED, CONFIRMED, UNSUBSCRIBED, Subscriber
+from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, verify_token
 
 CONSENT_SOURCE = "web sign-up, confirmed by email link"
@@ -50,7 +50,7 @@ async def subscribe_page(request: Request) -> Response:
 async def subscribe(request: Request) -> Response:
     form = await request.form()
     settings = settings_of(request)
-    values = {k: str(form.get(k) or "").strip() for k in ("name", "email")}
+    values: dict[str, str | bool] = {k: str(form.get(k) or "").strip() for k in ("name", "email")}
     values["consent"] = form.get("consent") == "yes"
 
     def again(message: str, field: str | None, status: int) -> Response:
@@ -65,8 +65,8 @@ async def subscribe(request: Request) -> Response:
         # E.g. a sign-up box on another site: one more click here, nothing lost.
         return again("Please check your details and press Subscribe once more.", None, 403)
     try:
-        email, key = store.normalise_email(values["email"])
-        name = store.clean_name(values["name"])
+        email, key = store.normalise_email(str(values["email"]))
+        name = store.clean_name(str(values["name"]))
     except InputError as exc:
         field = exc.field or "email"
         label = "Email address" if field == "email" else "Name"
@@ -129,9 +129,9 @@ def _confirmable(session: Session, request: Request, token: str) -> Subscriber:
     settings = settings_of(request)
     subscriber_id = verify_token(settings.secret(), CONFIRM, token, settings.effective_list_id)
     row = session.get(Subscriber, subscriber_id)
-    if row is None or row.status not in (*signup.MAILABLE, CONFIRMED):
+    if row is None or row.status not in (*signup.MAILABLE, SubscriberStatus.CONFIRMED):
         raise BadToken()
-    changed = aware(row.status_changed_at)
+    changed = row.status_changed_at
     if row.status in BLOCKED and changed is not None:
         issued = issued_at(token)
         if issued is None or issued <= changed.timestamp():
@@ -145,7 +145,7 @@ async def confirm_page(request: Request) -> Response:
         row = await db(request, lambda s: _confirmable(s, request, token))
     except BadToken:
         return _invalid(request, "confirmation")
-    state = "already" if row.status == CONFIRMED else "ask"
+    state = "already" if row.status == SubscriberStatus.CONFIRMED else "ask"
     return render(request, "confirm.html", {"state": state, "email": mask(row.email)})
 
 
@@ -154,9 +154,11 @@ async def confirm(request: Request) -> Response:
 
     def go(session: Session) -> Subscriber:
         row = _confirmable(session, request, token)
-        if row.status != CONFIRMED:
+        if row.status != SubscriberStatus.CONFIRMED:
             force = row.status in BLOCKED  # a fresh double opt-in
-            store.set_status(session, row.id, CONFIRMED, CONSENT_SOURCE, force=force)
+            store.set_status(
+                session, row.id, SubscriberStatus.CONFIRMED, CONSENT_SOURCE, force=force
+            )
         return row
 
     await request.body()
@@ -202,7 +204,7 @@ async def unsubscribe(request: Request) -> Response:
     def go(session: Session) -> Subscriber | None:
         row = session.get(Subscriber, subscriber_id)
         if row is not None and row.status not in BLOCKED:
-            store.set_status(session, row.id, UNSUBSCRIBED, "unsubscribe link")
+            store.set_status(session, row.id, SubscriberStatus.UNSUBSCRIBED, "unsubscribe link")
         return row
 
     row = await db(request, go)

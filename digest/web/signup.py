@@ -34,14 +34,14 @@ from digest.store import throttle
 from digest.store.engine import session_scope
 from subscribers import store
 from subscribers.addresses import ascii_address, needs_smtputf8
-from subscribers.model import BOUNCED, PENDING, UNSUBSCRIBED
+from subscribers.model import SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, make_token
 
 log = logging.getLogger("digest.web.signup")
 
 #: Statuses that get a confirmation email on sign-up. Confirmed readers need none;
 #: an address that reported us as spam is never mailed again from a web form.
-MAILABLE = (PENDING, UNSUBSCRIBED, BOUNCED)
+MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 #: Confirmation emails per address: the form cannot be used to flood one mailbox.
 CONFIRM_MAIL_PER_ADDRESS = throttle.Limit("confirm-mail", 3, timedelta(hours=24))
 QUEUE_SIZE = 1000
@@ -107,7 +107,7 @@ def record(
     """Add the address if new; the (id, address) to send a confirmation to, if any."""
     row = store.get_by_email(session, email)
     if row is None:
-        row = store.add(session, email, name, status=PENDING, source="web sign-up")
+        row = store.add(session, email, name, status=SubscriberStatus.PENDING, source="web sign-up")
     if row.status not in MAILABLE:
         return None
     if throttle.take(session, CONFIRM_MAIL_PER_ADDRESS, key, secret):

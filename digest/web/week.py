@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.editorial import editions
-from digest.editorial.models import SENDING, SENT
+from digest.editorial.models import IssueStatus
 from digest.scheduling.trigger import next_fire_times
 from digest.settings import Settings
 
@@ -23,7 +23,7 @@ def working_key(session: Session, settings: Settings, now: datetime | None = Non
     now = now or utcnow()
     key = editions.current_key(settings, now)
     row = editions.find_issue(session, key)
-    if row is not None and row.status in (SENDING, SENT):
+    if row is not None and row.status in (IssueStatus.SENDING, IssueStatus.SENT):
         return editions.week_key(now + timedelta(days=7), settings)
     return key
 

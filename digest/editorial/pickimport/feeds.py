@@ -130,8 +130,9 @@ def _media_text(element: ET.Element | None, name: str) -> str:
     if element is None:
         return ""
     for el in element.iter():
-        if el.tag.startswith(_MEDIA_NS) and _local(el.tag) == name and (el.text or "").strip():
-            return el.text.strip()
+        text = (el.text or "").strip()
+        if el.tag.startswith(_MEDIA_NS) and _local(el.tag) == name and text:
+            return text
     return ""
 
 
