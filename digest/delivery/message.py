@@ -145,8 +145,8 @@ class MessageTemplate:
         bounce = settings.envelope_from
         self._verp = settings.bounce_verp and bounce.isascii()
         self._bounce = bounce
-        self._verp_head, _, tail = reference.verp_address(bounce, "").rpartition("@")
-        self._verp_tail = "@" + tail
+        self._verp_head, _, verp_domain = reference.verp_address(bounce, "").rpartition("@")
+        self._verp_tail = "@" + verp_domain
         self.nonce = nonce or secrets.token_hex(4)
         self.unsub_base = f"{settings.base_url}/unsubscribe/"
         self.mailto = settings.effective_unsubscribe_mailto

@@ -16,8 +16,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Index, Integer, String, delete, func, select, update
+from sqlalchemy import Index, Integer, String, Table, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from digest.clock import utcnow
@@ -64,7 +65,7 @@ def lock(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(THROTTLE_LOCK)))
     else:
-        table = ThrottleEvent.__table__
+        table = cast(Table, ThrottleEvent.__table__)
         session.execute(update(table).where(table.c.id == -1).values(scope=table.c.scope))
 
 
