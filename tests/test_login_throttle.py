@@ -141,3 +141,14 @@ def test_the_device_limit_and_other_names(serve_web, hasher) -> None:
             assert attempt(c, csrf, f"guess {i} guess", "203.0.113.5") == 400
         assert attempt(c, csrf, PASSWORD, "203.0.113.5") == 429  # this name, this client
         assert attempt(c, csrf, PASSWORD, "203.0.113.5", name="boris") == 303
+
+
+@pytest.mark.db
+def test_ipv6_clients_are_counted_per_64(serve_web, hasher) -> None:
+    srv = serve_web()
+    add_editor(srv.engine)
+    with srv.client() as c:
+        csrf = csrf_of(c.get("/desk/login").text)
+        codes = [attempt(c, csrf, f"guess {i} guess", f"2001:db8:1:2::{i:x}") for i in range(7)]
+        assert codes == [400] * PAIR_LIMIT + [429] * 2  # one /64, however many addresses
+        assert attempt(c, csrf, PASSWORD, "2001:db8:1:3::1") == 303  # the next /64

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from typing import Any
@@ -134,8 +135,19 @@ def require_csrf(request: Request, form: Any) -> None:
 
 
 def client_address(request: Request) -> str:
-    """The client's IP (uvicorn has applied X-Forwarded-For from trusted proxies)."""
-    return request.client.host if request.client else "unknown"
+    """The client, as rate limits count it: its IPv4 address, or its IPv6 /64 (one
+    subscriber line gets a whole /64 to pick addresses from). uvicorn has applied
+    X-Forwarded-For from trusted proxies (DIGEST_FORWARDED_ALLOW_IPS)."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 # -- middleware --------------------------------------------------------------------
