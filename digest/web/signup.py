@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -45,6 +46,9 @@ MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberS
 #: Confirmation emails per address: the form cannot be used to flood one mailbox.
 CONFIRM_MAIL_PER_ADDRESS = throttle.Limit("confirm-mail", 3, timedelta(hours=24))
 QUEUE_SIZE = 1000
+#: A sign-up is handled no sooner than this after its answer went out, so its work
+#: never overlaps the moment its own answer is read (even on a busy host).
+SETTLE = 0.25
 
 
 def confirm_url(settings: Settings, subscriber_id: int) -> str:
@@ -121,7 +125,7 @@ class SignupQueue:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self._queue: asyncio.Queue[tuple[str, str, str]] | None = None
+        self._queue: asyncio.Queue[tuple[float, str, str, str]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, email: str, key: str, name: str) -> None:
@@ -134,15 +138,16 @@ class SignupQueue:
             self._queue = asyncio.Queue(QUEUE_SIZE)
             self._task = asyncio.get_running_loop().create_task(self._run())
         try:
-            self._queue.put_nowait((email, key, name))
+            self._queue.put_nowait((time.monotonic() + SETTLE, email, key, name))
         except asyncio.QueueFull:
             log.warning("sign-up queue full (%d): a sign-up was dropped", QUEUE_SIZE)
 
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
-            item = await self._queue.get()
+            due, *item = await self._queue.get()
             try:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
                 await self._handle(*item)
             except Exception:  # one bad sign-up must not stop the others
                 log.exception("sign-up could not be recorded")
