@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.errors import InputError
+from digest.privatefiles import open_private
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.csvread import CsvSource, guard_cell, open_csv, unguard_cell
 from subscribers.model import BLOCKED, STATUSES, SubscriberStatus
@@ -326,7 +327,7 @@ def export_csv(session: Session, path: Path) -> int:
         .execution_options(yield_per=1000)
     )
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        with open_private(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(EXPORT_COLUMNS + headers)
             for (

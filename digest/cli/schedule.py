@@ -46,6 +46,9 @@ def schedule(
         return
     check(s)
     engine()  # open and migrate the database now: errors belong at start, not on Friday
+    from digest.privatefiles import warn_exposed
+
+    warn_exposed(s)
     (upcoming,) = next_fire_times(s, 1)
     console.print(f"next send: {describe(upcoming, s.tz)}")
     console.print(

@@ -51,6 +51,9 @@ def send(
     if dry_run:
         _dry_run(issue)
         return
+    from digest.privatefiles import warn_exposed
+
+    warn_exposed(s)
     row = campaign.prepare_send(eng, s, issue)
     if row.status == IssueStatus.SENT:
         with session() as db:

@@ -20,7 +20,8 @@ from digest.editorial.models import Issue, IssueStatus, Pick
 from digest.editorial.picks import pick_to_dict, plain_text
 from digest.editorial.render import render_issue
 from digest.errors import InputError, NotFound, StateError
-from digest.settings import Settings, check_header_safe
+from digest.headertext import check_header_safe, strip_bidi
+from digest.settings import Settings
 from digest.store.engine import affected
 
 KEY_RE = re.compile(r"^\d{4}-W(0[1-9]|[1-4]\d|5[0-3])$")
@@ -80,7 +81,10 @@ def edit(
         raise StateError(f"issue {key} is {issue.status}; it can no longer change")
     if subject is not None:
         subject = plain_text(subject)
-        check_header_safe(subject)
+        try:
+            check_header_safe(subject)
+        except ValueError as exc:
+            raise InputError(str(exc), field="subject") from None
         if len(subject) > MAX_SUBJECT:
             raise InputError(f"longer than {MAX_SUBJECT} characters", field="subject")
         issue.subject = subject
@@ -94,7 +98,7 @@ def edit(
 
 def default_subject(settings: Settings, picks: list[dict[str, Any]]) -> str:
     lead = next((p for p in picks if p["featured"]), picks[0])
-    subject = f"{settings.list_name}: {lead['title']}"
+    subject = f"{settings.list_name}: {strip_bidi(lead['title'])}"
     return subject if len(subject) <= 78 else subject[:77].rstrip() + "…"
 
 

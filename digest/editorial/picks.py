@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from digest.editorial.models import Pick
 from digest.errors import InputError, NotFound, StateError
+from digest.store.base import MAX_ID
 
 _WS = re.compile(r"\s+")
 #: C0 and C1 controls (never text; C1 ones are usually mis-decoded Windows-1252) and
@@ -154,7 +155,7 @@ def _clear_featured(session: Session) -> None:
 
 
 def get_pick(session: Session, pick_id: int) -> Pick:
-    row = session.get(Pick, pick_id)
+    row = session.get(Pick, pick_id) if 0 < pick_id <= MAX_ID else None
     if row is None:
         raise NotFound(f"no pick with id {pick_id} (see `digest picks list`)")
     return row
