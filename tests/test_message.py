@@ -36,7 +36,7 @@ EXPECTED_HEADERS = set(SINGLE) | {"Precedence", "X-Digest-Issue"}
 def rendered():
     from digest.settings import Settings
 
-    s = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    s = Settings(secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com")
     return render_issue(sample_content(20), s)
 
 

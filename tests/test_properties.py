@@ -80,7 +80,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Se
     path: Path = tmp_path_factory.mktemp("props") / "digest.db"
     settings = Settings(
         database_url=f"sqlite:///{path}",
-        secret_key="p" * 40,
+        secret_key="p3Xw9Lk2Qz7Rt5Vm1Nb8Ch4Fd6Jg0SyU",
         base_url="https://news.example.com",
         _env_file=None,  # type: ignore[call-arg]
     )

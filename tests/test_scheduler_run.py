@@ -25,9 +25,10 @@ from digest.settings import Settings, load_settings
 from digest.store.engine import session_scope
 from subscribers import store, subscriptions
 from subscribers.model import Suppression
+from tests.bouncemail import postfix_dsn, send_issue
 from tests.samples import sample_pick
 from tests.smtpd import SMTPServer
-from tests.test_bounces import dsn, maildir_with
+from tests.test_bounces import maildir_with
 
 OPS = "ops@news.example.com"
 
@@ -277,12 +278,8 @@ def test_web_app_runs_the_scheduler_in_process(workdir, engine) -> None:
 
 
 def test_the_leader_reads_the_bounce_mailbox_on_its_interval(workdir, engine) -> None:
-    settings = load_settings()
-    seed(engine, settings, [], subscribers=0)
-    with session_scope(engine) as s:
-        nl = newsletters.resolve(s, settings)
-        subscriptions.add(s, nl.id, "gone@example.com", "Gone", status="confirmed")
-    maildir_with(workdir / "bounces", dsn("gone@example.com", "5.1.1"))
+    _, sent = send_issue(engine, load_settings(), "gone@example.com")
+    maildir_with(workdir / "bounces", postfix_dsn(sent["gone@example.com"], "5.1.1"))
     settings = load_settings(bounce_mailbox=f"maildir:{workdir / 'bounces'}", bounce_interval=1)
 
     def suppression() -> Suppression | None:

@@ -27,7 +27,9 @@ def publish(srv: LiveServer, key: str, *, status: str = EditionStatus.SENT) -> N
 def raw_get(srv: LiveServer, target: str) -> int:
     """Send a request line exactly as written (clients would normalise '..')."""
     with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
         return int(sock.recv(4096).split(b" ", 2)[1])
 
 

@@ -108,6 +108,15 @@ def test_editor_adds_reorders_previews_and_sends_a_test(smtp_server, serve_web, 
     dark = page.locator("#preview-dark").element_handle().content_frame()
     dark.wait_for_load_state("load")
     assert dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(16, 16, 16)"
+    # Each frame is sandboxed: an opaque origin that cannot reach the desk or its cookies.
+    reach_desk = "() => { try { return parent.document.title } catch (e) { return e.name } }"
+    for frame in (phone, desktop, dark):
+        assert frame.evaluate("window.origin") == "null"
+        assert frame.evaluate(reach_desk) == "SecurityError"
+        assert (
+            frame.evaluate("() => { try { return document.cookie } catch (e) { return e.name } }")
+            == "SecurityError"
+        )
 
     expect(page.get_by_label("Send to")).to_have_value(EDITOR_EMAIL)
     page.get_by_role("button", name="Send test").click()

@@ -61,8 +61,9 @@ def test_desk_pages_deny_framing_but_preview_documents_allow_this_origin(serve_w
 
 
 def test_https_sites_get_hsts_and_secure_host_only_cookies(serve_web) -> None:
+    # Behind a TLS proxy: the proxy forwards the public Host header.
     srv = serve_web(DIGEST_BASE_URL="https://news.example.com")
-    with srv.client() as c:
+    with srv.client(headers={"host": "news.example.com"}) as c:
         r = c.get("/subscribe")
         assert r.headers["strict-transport-security"].startswith("max-age=")
         cookie = r.headers["set-cookie"]

@@ -1,6 +1,7 @@
 """Preflight of a frozen issue as it will be sent: the content checks of
 digest.editorial.preflight, plus what depends on the set-up and the built message:
-the DKIM configuration, and SpamAssassin's offline score of a sample message.
+the DKIM configuration, and SpamAssassin's offline score of a sample message; and
+files with secrets or personal data that other users can read (digest.privatefiles).
 
 Run by `digest build`, the desk and every send; errors block the automatic send.
 """
@@ -17,6 +18,7 @@ from digest.editorial import spamscore
 from digest.editorial.models import Edition
 from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check
 from digest.errors import DigestError, SettingsError
+from digest.privatefiles import exposed
 from digest.settings import Settings
 
 __all__ = ["ERROR", "INFO", "WARNING", "Finding", "Report", "check", "check_issue"]
@@ -38,6 +40,8 @@ def check_issue(issue: Edition, settings: Settings, *, spam: bool = True) -> Rep
         key=issue.key,
         settings=settings,
     )
+    for line in exposed(settings):  # the key file among them
+        r.add(WARNING, "file-mode", line)
     dkim_ok = _check_dkim(r, settings)
     if spam and dkim_ok:
         _check_spam(r, issue, subject, settings)
@@ -69,9 +73,6 @@ def _check_dkim(r: Report, settings: Settings) -> bool:
     bits = getattr(signer.key, "key_size", None)
     if bits is not None and bits < MIN_RECOMMENDED_RSA_BITS:
         r.add(WARNING, "dkim-key", f"the RSA key has {bits} bits; use 2048 (digest dkim keygen)")
-    path = settings.dkim_key_file
-    if path is not None and path.expanduser().stat().st_mode & 0o077:
-        r.add(WARNING, "dkim-key", f"{path} can be read by other users: chmod 600 {path}")
     return True
 
 

@@ -133,6 +133,7 @@ def template_for(
         RenderedIssue(html=issue.html, text=issue.text),
         settings=settings,
         issue_key=issue.key,
+        issue_id=issue.id,
         subject=subject,
         date=utcnow(),
         signer=signer_for(settings),
@@ -285,11 +286,12 @@ class Sender:
             wire = row.email if utf8 else ascii_address(row.email)
             token = make_token(self._secret, UNSUBSCRIBE, row.subscriber_id, self._list_id)
             prefs = make_token(self._secret, PREFERENCES, row.subscriber_id, EVERY_LIST)
-            data = self.template.build(Recipient(row.subscriber_id, wire, row.name, token, prefs))
+            recipient = Recipient(row.subscriber_id, wire, row.name, token, prefs)
+            sender, data = self.template.envelope(recipient)
         except (ValueError, UnicodeError) as exc:  # one bad row must not stop Friday's send
             log.warning("cannot build message for subscriber %s: %s", row.subscriber_id, exc)
             return Result(Outcome.FAILED, None, f"cannot build the message: {exc}"[:300])
-        return Outbound(self.settings.envelope_from, wire, data, smtputf8=utf8)
+        return Outbound(sender, wire, data, smtputf8=utf8)
 
     async def _worker(self, queue: asyncio.Queue[ledger.Row]) -> None:
         while True:

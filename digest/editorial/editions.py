@@ -30,7 +30,8 @@ from digest.editorial.models import OPEN, Edition, EditionStatus, Newsletter, Pi
 from digest.editorial.picks import live_picks, pick_to_dict, plain_text
 from digest.editorial.render import render_issue
 from digest.errors import InputError, NotFound, SettingsError, StateError
-from digest.settings import Settings, check_header_safe
+from digest.headertext import check_header_safe, strip_bidi
+from digest.settings import Settings
 from digest.store.engine import affected
 
 KEY_RE = re.compile(
@@ -233,7 +234,7 @@ def edit(
 
 def default_subject(name: str, picks: list[dict[str, Any]]) -> str:
     lead = next((p for p in picks if p["featured"]), picks[0])
-    subject = f"{name}: {lead['title']}"
+    subject = f"{name}: {strip_bidi(lead['title'])}"
     return subject if len(subject) <= 78 else subject[:77].rstrip() + "…"
 
 

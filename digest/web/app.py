@@ -24,7 +24,7 @@ from starlette.types import ASGIApp
 
 from digest.settings import Settings
 from digest.store.engine import get_engine, session_scope
-from digest.web import archive, auth, desk, preview, public, ratelimit
+from digest.web import archive, auth, desk, preview, public, ratelimit, signup
 from digest.web.pages import STATIC_DIR, render
 from digest.web.security import SecurityMiddleware
 
@@ -106,8 +106,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(_purge, engine)
-        async with scheduler_hook(settings):
-            yield
+        try:
+            async with scheduler_hook(settings):
+                yield
+        finally:
+            await app.state.signups.drain()
 
     app = DigestApp(
         routes=[
@@ -123,4 +126,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.signups = signup.SignupQueue(engine, settings)
     return app

@@ -33,6 +33,7 @@ from digest.editorial.models import Edition, EditionStatus
 from digest.errors import DigestError, InputError, StateError, TransportError
 from digest.settings import Settings
 from digest.store.engine import session_scope
+from digest.web import ratelimit
 from digest.web.auth import editor_required
 from digest.web.context import db, engine_of, settings_of
 from digest.web.pages import render
@@ -176,7 +177,7 @@ def _document(request: Request, *, dark: bool) -> Response:
     return HTMLResponse(
         dark_variant(html) if dark else html,
         headers={
-            "content-security-policy": email_csp("'self'"),
+            "content-security-policy": email_csp("'self'", sandbox=True),
             "x-frame-options": "SAMEORIGIN",
         },
     )
@@ -215,8 +216,26 @@ async def test_send(request: Request) -> Response:
     key = _key(request)
     settings = settings_of(request)
     raw = str(form.get("to") or "")
+    editor = request.state.editor
     try:
         targets = addresses(raw)
+        secret = settings.secret()
+        wait = await db(
+            request,
+            lambda s: ratelimit.take(
+                s, ratelimit.TEST_SEND_PER_EDITOR, str(editor.id), secret, count=len(targets)
+            ),
+        )
+        if wait is not None:
+            limit = ratelimit.TEST_SEND_PER_EDITOR
+            return await _issue_page(
+                request,
+                key,
+                error=f"At most {limit.count} test recipients an hour per editor; try again in "
+                f"{ratelimit.minutes(wait)} minute(s).",
+                to=raw,
+                status_code=429,
+            )
         issue, problem = await run_in_threadpool(_load, request, key, build=True)
         if problem is not None or issue is None:
             raise StateError(problem or f"There is no issue {key}.")

@@ -1,7 +1,8 @@
 """The subscribers' pages: sign up, confirm (double opt-in) and unsubscribe.
 
-- /subscribe answers every accepted sign-up with the same page, sent before any email
-  goes out, so neither its words nor its timing tell whether an address is known.
+- /subscribe answers every accepted sign-up with the same page by the same code path;
+  what the address's state decides (a new row, an email, nothing) happens afterwards
+  in digest.web.signup's queue, so neither words nor timing tell whether it is known.
 - /confirm/{token} shows a button on GET; only the POST confirms, so link scanners
   that fetch the link subscribe nobody. The token is the proof of the mailbox, so the
   POST needs no CSRF token (a forged request would need the token itself).
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
 
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
@@ -31,9 +31,6 @@ from subscribers import store
 from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, verify_token
 
-#: Statuses that get a confirmation email on sign-up. Confirmed readers need none;
-#: an address that reported us as spam is never mailed again from a web form.
-MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 CONSENT_SOURCE = "web sign-up, confirmed by email link"
 
 
@@ -79,22 +76,9 @@ async def subscribe(request: Request) -> Response:
     secret = settings.secret()
     client = client_address(request)
 
-    def record(session: Session) -> tuple[timedelta | None, tuple[int, str] | None]:
-        wait = ratelimit.take(session, ratelimit.SIGNUP_PER_CLIENT, client, secret)
-        if wait is not None:
-            return wait, None
-        row = store.get_by_email(session, email)
-        if row is None:
-            row = store.add(
-                session, email, name, status=SubscriberStatus.PENDING, source="web sign-up"
-            )
-        if row.status not in MAILABLE:
-            return None, None
-        if ratelimit.take(session, ratelimit.CONFIRM_MAIL_PER_ADDRESS, key, secret):
-            return None, None
-        return None, (row.id, row.email)
-
-    wait, mail_to = await db(request, record)
+    wait = await db(
+        request, lambda s: ratelimit.take(s, ratelimit.SIGNUP_PER_CLIENT, client, secret)
+    )
     if wait is not None:
         minutes = ratelimit.minutes(wait)
         return render(
@@ -109,9 +93,8 @@ async def subscribe(request: Request) -> Response:
             status_code=429,
             headers={"retry-after": str(int(wait.total_seconds()))},
         )
-    task = BackgroundTask(signup.send_confirmation, settings, *mail_to) if mail_to else None
     response = render(request, "subscribe_sent.html", {"email": email})
-    response.background = task
+    response.background = BackgroundTask(request.app.state.signups.submit, email, key, name)
     return response
 
 
@@ -146,7 +129,7 @@ def _confirmable(session: Session, request: Request, token: str) -> Subscriber:
     settings = settings_of(request)
     subscriber_id = verify_token(settings.secret(), CONFIRM, token, settings.effective_list_id)
     row = session.get(Subscriber, subscriber_id)
-    if row is None or row.status not in (*MAILABLE, SubscriberStatus.CONFIRMED):
+    if row is None or row.status not in (*signup.MAILABLE, SubscriberStatus.CONFIRMED):
         raise BadToken()
     changed = row.status_changed_at
     if row.status in BLOCKED and changed is not None:

@@ -1,13 +1,28 @@
-"""The double opt-in email: rendered from templates/confirm.*.j2 and sent through the
-configured transport, with working one-click List-Unsubscribe headers.
+"""Sign-ups after the answer: recording the address and the double opt-in email.
 
-It never repeats what was typed into the form's name field (greeting or To header),
-so the sign-up form cannot be used to send strangers a message of one's choosing.
+`/subscribe` answers every accepted form the same way and at once, then hands the
+address to the app's `SignupQueue`. Whether the address was new, pending, confirmed or
+blocked decides what happens here (a row, an email, nothing) - work a visitor cannot
+time, because their answer was sent before it began and it runs apart from their
+connection (not as a response's background task, which would delay the next request
+on a kept-alive connection).
+
+The email is rendered from templates/confirm.*.j2 and sent through the configured
+transport, with working one-click List-Unsubscribe headers. It never repeats what was
+typed into the form's name field (greeting or To header), so the sign-up form cannot be
+used to send strangers a message of one's choosing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from digest.clock import utcnow
 from digest.delivery.message import MessageTemplate, Recipient
@@ -16,10 +31,24 @@ from digest.delivery.transports.base import Outbound, Outcome
 from digest.editorial.render import render_confirmation
 from digest.errors import DigestError
 from digest.settings import Settings
+from digest.store import throttle
+from digest.store.engine import session_scope
+from subscribers import store
 from subscribers.addresses import ascii_address, needs_smtputf8
+from subscribers.model import SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, make_token
 
 log = logging.getLogger("digest.web.signup")
+
+#: Statuses that get a confirmation email on sign-up. Confirmed readers need none;
+#: an address that reported us as spam is never mailed again from a web form.
+MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+#: Confirmation emails per address: the form cannot be used to flood one mailbox.
+CONFIRM_MAIL_PER_ADDRESS = throttle.Limit("confirm-mail", 3, timedelta(hours=24))
+QUEUE_SIZE = 1000
+#: A sign-up is handled no sooner than this after its answer went out, so its work
+#: never overlaps the moment its own answer is read (even on a busy host).
+SETTLE = 0.25
 
 
 def confirm_url(settings: Settings, subscriber_id: int) -> str:
@@ -74,3 +103,76 @@ async def send_confirmation(settings: Settings, subscriber_id: int, email: str) 
         return False
     log.info("confirmation email sent to subscriber %s", subscriber_id)
     return True
+
+
+def record(
+    session: Session, secret: bytes, email: str, key: str, name: str
+) -> tuple[int, str] | None:
+    """Add the address if new; the (id, address) to send a confirmation to, if any."""
+    row = store.get_by_email(session, email)
+    if row is None:
+        row = store.add(session, email, name, status=SubscriberStatus.PENDING, source="web sign-up")
+    if row.status not in MAILABLE:
+        return None
+    if throttle.take(session, CONFIRM_MAIL_PER_ADDRESS, key, secret):
+        return None
+    return row.id, row.email
+
+
+class SignupQueue:
+    """Accepted sign-ups, recorded and confirmed one at a time by a task of the app's."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._queue: asyncio.Queue[tuple[float, str, str, str]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, email: str, key: str, name: str) -> None:
+        """Queue a sign-up (never waits; a full queue drops it with a warning).
+
+        Called as the response's background task: after the answer is sent, and done
+        at once, so a kept-alive connection's next request is not held up.
+        """
+        if self._queue is None:
+            self._queue = asyncio.Queue(QUEUE_SIZE)
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        try:
+            self._queue.put_nowait((time.monotonic() + SETTLE, email, key, name))
+        except asyncio.QueueFull:
+            log.warning("sign-up queue full (%d): a sign-up was dropped", QUEUE_SIZE)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            due, *item = await self._queue.get()
+            try:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await self._handle(*item)
+            except Exception:  # one bad sign-up must not stop the others
+                log.exception("sign-up could not be recorded")
+            finally:
+                self._queue.task_done()
+
+    async def _handle(self, email: str, key: str, name: str) -> None:
+        secret = self.settings.secret()
+
+        def go() -> tuple[int, str] | None:
+            with session_scope(self.engine) as session:
+                return record(session, secret, email, key, name)
+
+        mail_to = await run_in_threadpool(go)
+        if mail_to is not None:
+            await send_confirmation(self.settings, *mail_to)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Finish what is queued (at shutdown), then stop the task."""
+        if self._queue is None or self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            log.warning("%d sign-ups not recorded at shutdown", self._queue.qsize())
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._queue = self._task = None
