@@ -52,7 +52,7 @@ def find_subscriber(session: Session, secret: bytes, notice: Notice) -> Subscrib
         return "a test send or confirmation email"
     sent = session.scalar(
         select(Delivery.status).where(
-            Delivery.issue_id == ref.issue_id, Delivery.subscriber_id == ref.subscriber_id
+            Delivery.edition_id == ref.issue_id, Delivery.subscriber_id == ref.subscriber_id
         )
     )
     if sent != DeliveryStatus.SENT:
