@@ -74,11 +74,27 @@ def encoded_words(name: str, text: str) -> bytes:
     return Header(text, "utf-8", maxlinelen=78, header_name=name).encode(linesep="\r\n").encode()
 
 
+def fold_ascii(name: str, value: str, width: int = 78) -> bytes:
+    """A header of plain printable ASCII, folded before spaces so unfolding gives `value`.
+
+    The stdlib would start a long value on a line of its own ("Subject:" CRLF SP ...),
+    which readers unfold into a leading space.
+    """
+    lines, line = [], f"{name}:"
+    for piece in re.split(r"(?= )", " " + value):
+        if len(line) + len(piece) > width and line.strip() not in ("", f"{name}:"):
+            lines.append(line)
+            line = ""
+        line += piece
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 def subject_header(subject: str) -> bytes:
     # Non-ASCII too: the stdlib's folder can drop a space between encoded words.
-    if "=?" in subject or not subject.isascii():
+    if "=?" in subject or not subject.isascii() or _CONTROL.search(subject):
         return b"Subject: " + encoded_words("Subject", subject) + b"\r\n"
-    return fold_header("Subject", subject)
+    return fold_ascii("Subject", subject)
 
 
 def to_header(email: str, name: str) -> bytes:

@@ -59,6 +59,7 @@ class Row:
     position: int  # in the email's order
     first: bool  # first of its block (cannot move up)
     last: bool  # last of its block (cannot move down)
+    movable: bool = True  # its block has other picks
 
 
 @dataclass
@@ -103,21 +104,27 @@ def desk_url(slug: str, anchor: str = "", **query: str | int) -> str:
 
 
 def _rows(session: Session, edition: Edition, sections: list[str]) -> tuple[Row | None, list]:
-    """The lead story and the sections, each with its picks, as the email shows them."""
+    """The lead story and the sections, each with its picks, as the email shows them.
+
+    Up and Down move a pick within its block, as `picks.move_pick` does: a featured lead
+    is a block of its own; an unfeatured lead (the email's first pick) is the head of its
+    section, so the story after it can move up and become the lead.
+    """
     ordered = picks.live_picks(session, edition.id, sections)
     if not ordered:
         return None, []
-    lead_pick = ordered[0]
-    lead = Row(lead_pick, 1, True, True)
+    head = ordered[0]
     blocks: dict[str, list[Pick]] = {}
     for p in ordered[1:]:
         blocks.setdefault(p.section, []).append(p)
+    joined = [] if head.featured else blocks.get(head.section, [])
+    lead = Row(head, 1, True, not joined, movable=bool(joined))
     out, position = [], 2
     for name, items in blocks.items():
         rows = []
         for i, p in enumerate(items):
-            # the lead's own section block starts after it: it can move within that block
-            rows.append(Row(p, position, i == 0, i == len(items) - 1))
+            first = i == 0 and items is not joined
+            rows.append(Row(p, position, first, i == len(items) - 1, len(items) > 1 or not first))
             position += 1
         out.append((name, rows))
     return lead, out
@@ -183,7 +190,8 @@ async def home_page(
         {
             "state": state,
             "sections": state.own.sections,
-            "notice": NOTICES.get(request.query_params.get("ok", "")),
+            # a removal's own notice carries its Undo: one status region, not two
+            "notice": None if state.removed else NOTICES.get(request.query_params.get("ok", "")),
             "error": message(error) if error else None,
             "error_field": getattr(error, "field", None),
             "form": form or {},

@@ -66,10 +66,16 @@ class Offer:
     checked: bool
 
 
-def _offers(session: Session, request: Request, chosen: set[str]) -> list[Offer]:
+def _offers(
+    session: Session, request: Request, chosen: set[str], *, posted: bool = False
+) -> list[Offer]:
+    """The newsletters on offer; ticked: those `chosen`, or on a fresh form the one in
+    ?newsletter=SLUG, else the default. With one newsletter it is always ticked."""
     settings = settings_of(request)
     rows = newsletters.all_(session) or [newsletters.ensure_default(session)]
-    if not chosen:  # ?newsletter=SLUG, else the default
+    if len(rows) == 1:
+        chosen = {rows[0].slug}
+    elif not chosen and not posted:
         wanted = request.query_params.get("newsletter")
         chosen = {wanted} if wanted and any(n.slug == wanted for n in rows) else set()
         chosen = chosen or {next((n.slug for n in rows if n.is_default), rows[0].slug)}
@@ -90,7 +96,7 @@ async def subscribe(request: Request) -> Response:
     values: dict[str, str | bool] = {k: str(form.get(k) or "").strip() for k in ("name", "email")}
     values["consent"] = form.get("consent") == "yes"
     chosen = {str(v)[:40] for v in form.getlist("newsletter")}
-    offers = await db(request, lambda s: _offers(s, request, chosen))
+    offers = await db(request, lambda s: _offers(s, request, chosen, posted=True))
 
     def again(message: str, field: str | None, status: int) -> Response:
         return render(
@@ -128,6 +134,7 @@ async def subscribe(request: Request) -> Response:
             "subscribe.html",
             {
                 "values": values,
+                "offers": offers,
                 "error": f"Too many sign-ups from your network. Please try again in {minutes} "
                 "minute(s).",
                 "error_field": None,
