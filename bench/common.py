@@ -1,7 +1,7 @@
 """Shared helpers for the benchmarks: a throwaway store, the sample issue, smtp-sink.
 
 Every benchmark runs against real parts in a temporary folder: a SQLite store
-seeded through the subscribers store's own upsert, an issue frozen from the
+seeded through the subscribers store's own upserts, an edition frozen from the
 sample picks by `campaign.prepare_send`, and Postfix's `smtp-sink` on loopback
 (never the Postfix daemon). Figures are printed as a table and, with --json,
 written as one JSON object so BENCHMARKS.md can quote them.
@@ -29,13 +29,13 @@ if str(REPO) not in sys.path:  # `python bench/x.py` as well as `python -m bench
 
 from digest.clock import utcnow
 from digest.delivery import campaign
-from digest.editorial import editions
-from digest.editorial.models import Issue
+from digest.editorial import editions, newsletters
+from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings, load_settings
 from digest.store.engine import dispose_all, get_engine, session_scope
-from subscribers.model import SubscriberStatus
-from subscribers.store import row_values, upsert_rows
+from subscribers import store, subscriptions
+from subscribers.model import SubscriptionStatus
 from tests.samples import sample_content
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -77,37 +77,40 @@ def smtp_env(port: int, concurrency: int) -> dict[str, str]:
 
 
 def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None:
-    """`n` confirmed subscribers through the store's upsert, one batch at a time."""
+    """`n` confirmed subscribers of the default newsletter through the store's upserts
+    (addresses, then subscriptions), one batch at a time."""
     engine = get_engine(settings.database_url)
     now = utcnow()
     for start in range(0, n, batch):
-        rows = [
-            row_values(
-                f"reader{i}@example.com",
-                f"reader{i}@example.com",
-                f"Reader {i}",
-                {},
-                SubscriberStatus.CONFIRMED,
-                "bench",
+        numbers = range(start, min(n, start + batch))
+        emails = [f"reader{i}@example.com" for i in numbers]
+        with session_scope(engine) as session:
+            newsletter = newsletters.resolve(session, settings)
+            rows = [store.address_row(e, e, f"Reader {i}", {}) for i, e in zip(numbers, emails)]
+            store.upsert_addresses(session, rows, now)
+            ids = store.ids_for(session, emails)
+            confirmed = SubscriptionStatus.CONFIRMED
+            subscriptions.upsert(
+                session,
+                [subscriptions.row(newsletter.id, ids[e], confirmed, "bench", now) for e in emails],
                 now,
             )
-            for i in range(start, min(n, start + batch))
-        ]
-        with session_scope(engine) as session:
-            upsert_rows(session, rows, now)
 
 
-def start_issue(settings: Settings, stories: int = STORIES) -> Issue:
-    """The sample picks frozen into this week's issue, its send started, ledger filled."""
+def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
+    """The sample picks in the default newsletter's open edition, frozen, its send started
+    and its ledger filled."""
     engine = get_engine(settings.database_url)
     content = sample_content(stories)
     with session_scope(engine) as session:
+        newsletter = newsletters.resolve(session, settings)
+        edition = editions.open_edition(session, settings, newsletter)
         for pick in content["picks"]:
             data = {k: v for k, v in pick.items() if k not in ("id", "position")}
-            add_pick(session, validate_pick(data, settings.sections))
+            add_pick(session, edition.id, validate_pick(data, settings.sections))
         editions.edit(
             session,
-            editions.current_key(settings),
+            edition,
             subject=content["subject"],
             preheader=content["preheader"],
             intro=content["intro"],

@@ -46,7 +46,7 @@ TARGET_GROWTH = 0.10
 
 
 def child_send() -> dict[str, object]:
-    """In the child: send the issue prepared in DIGEST_DATABASE_URL; report memory."""
+    """In the child: send the edition prepared in DIGEST_DATABASE_URL; report memory."""
     from digest.delivery.sender import Sender
     from digest.delivery.transports.smtp import SMTPTransport
     from digest.editorial import editions
@@ -84,16 +84,17 @@ def child_load_list() -> dict[str, object]:
 
     from digest.settings import load_settings
     from digest.store.engine import get_engine, session_scope
-    from subscribers.model import Subscriber, SubscriberStatus
+    from subscribers.model import Subscriber, Subscription
+    from subscribers.subscriptions import mailable
 
     settings = load_settings()
     engine = get_engine(settings.database_url)
     start = rss_mb()
     with session_scope(engine) as session:
         rows = session.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.name).where(
-                Subscriber.status == SubscriberStatus.CONFIRMED
-            )
+            select(Subscriber.id, Subscriber.email, Subscriber.name)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(mailable())
         ).all()
         count = len(rows)
     return {"rows": count, "rss_start_mb": start, "peak_rss_mb": peak_rss_mb()}

@@ -52,7 +52,7 @@ from digest.delivery.sender import Sender
 from digest.delivery.transports.base import Outbound, Outcome, Result, SMTPReady, Transport
 from digest.delivery.transports.smtp import SMTPTransport
 from digest.editorial import slots
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.settings import Settings
 from digest.store.engine import get_engine, session_scope
 from subscribers.model import Subscriber
@@ -92,7 +92,7 @@ def run_source(sink: SMTPSink, message: Path, n: int, conc: int) -> Run:
     return Run(n, seconds, children_cpu() - cpu, sink.cpu_seconds() - sink_cpu)
 
 
-async def send_issue(settings: Settings, issue: Issue, concurrency: int) -> tuple[int, dict]:
+async def send_issue(settings: Settings, issue: Edition, concurrency: int) -> tuple[int, dict]:
     """The real Sender over the SMTP pool; (sent in this run, ledger totals)."""
     engine = get_engine(settings.database_url)
     transport = SMTPTransport.from_settings(settings, concurrency=concurrency)
@@ -101,7 +101,7 @@ async def send_issue(settings: Settings, issue: Issue, concurrency: int) -> tupl
     return report.run["sent"], report.totals
 
 
-def run_digest(sink: SMTPSink, settings: Settings, issue: Issue, n: int, conc: int) -> Run:
+def run_digest(sink: SMTPSink, settings: Settings, issue: Edition, n: int, conc: int) -> Run:
     cpu, sink_cpu, base = time.process_time(), sink.cpu_seconds(), sink.received
     with stopwatch() as t:
         sent, totals = asyncio.run(send_issue(settings, issue, conc))
@@ -182,7 +182,7 @@ def without_smtp(n: int) -> Run:
         return Run(sent, t[0], time.process_time() - cpu, 0.0)
 
 
-def naive_send(settings: Settings, issue: Issue, sink: SMTPSink, limit: int) -> Run:
+def naive_send(settings: Settings, issue: Edition, sink: SMTPSink, limit: int) -> Run:
     """The obvious script: an EmailMessage per subscriber, smtplib, one connection."""
     with session_scope(get_engine(settings.database_url)) as session:
         rows = session.execute(

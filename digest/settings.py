@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from email.headerregistry import Address
 from email.utils import parseaddr
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: ESMTP PIPELINING where the server offers it; false only for a relay that mishandles it.
     smtp_pipelining: bool = True
     outbox_dir: Path = Path("outbox")
+
+    #: The newsletter commands work on when they are not told (--newsletter SLUG).
+    newsletter: str | None = None
 
     from_: str = Field("The Weekly Digest <digest@localhost>", alias="DIGEST_FROM")
     reply_to: str | None = None
@@ -220,11 +223,9 @@ class Settings(BaseSettings):
 
     # -- derived values -----------------------------------------------------
 
-    @cached_property
+    @property
     def from_address(self) -> Address:
-        name, addr = parseaddr(self.from_)
-        user, _, domain = addr.rpartition("@")
-        return Address(display_name=name, username=user, domain=domain)
+        return _parse_from(self.from_)
 
     @property
     def sender_domain(self) -> str:
@@ -292,6 +293,13 @@ class Settings(BaseSettings):
                 "print(secrets.token_urlsafe(48))'`)"
             )
         return self.secret_key.get_secret_value().encode()
+
+
+@lru_cache(maxsize=64)
+def _parse_from(value: str) -> Address:
+    name, addr = parseaddr(value)
+    user, _, domain = addr.rpartition("@")
+    return Address(display_name=name, username=user, domain=domain)
 
 
 def check_secret_strength(value: str) -> str:

@@ -1,15 +1,24 @@
-"""Subscribers: the store (all SQL), CSV import/export and signed link tokens.
+"""Subscribers: addresses (`store`), their subscriptions to newsletters (`subscriptions`),
+CSV import/export (`csvio`) and signed link tokens (`tokens`).
 
-Import the modules (`from subscribers import store, csvio, tokens`) or the names
-below; `subscribers.model` holds the table and `SubscriberStatus`.
+`subscribers.model` holds the tables and the status enums. Suppression (bounced,
+complained) is per address; pending, confirmed and unsubscribed are per newsletter.
 """
 
 from __future__ import annotations
 
-from subscribers import csvio, store, tokens
+from subscribers import csvio, store, subscriptions, tokens
 from subscribers.addresses import ascii_address, clean_name, needs_smtputf8, normalise_email
 from subscribers.csvio import ImportFailed, ImportReport, export_csv, import_csv
-from subscribers.model import BLOCKED, STATUSES, Subscriber, SubscriberStatus
+from subscribers.model import (
+    BLOCKED,
+    STATUSES,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, BadToken, make_token, verify_token
 
 __all__ = [
@@ -22,6 +31,9 @@ __all__ = [
     "ImportReport",
     "Subscriber",
     "SubscriberStatus",
+    "Subscription",
+    "SubscriptionStatus",
+    "Suppression",
     "ascii_address",
     "clean_name",
     "csvio",
@@ -31,6 +43,7 @@ __all__ = [
     "needs_smtputf8",
     "normalise_email",
     "store",
+    "subscriptions",
     "tokens",
     "verify_token",
 ]

@@ -1,14 +1,16 @@
-"""CSV import and export of subscribers.
+"""CSV import and export of one newsletter's subscribers.
 
 Import streams the file and upserts in batches inside the caller's transaction:
 by default one bad row aborts the whole import (the caller's session_scope rolls
 back, so nothing changes); with skip_invalid the bad rows are listed and skipped.
-No import ever changes an unsubscribed, bounced or complained address.
+No import ever changes an address that bounced or complained (suppressed for every
+newsletter) or one that unsubscribed from this newsletter.
 
 Columns: `email` (also "e-mail", "mail", "email address"), `name` (also "full
 name"); a `status` column is honoured only for unsubscribed/bounced/complained
 (so an exported suppression list stays suppressed, even for an existing
-subscriber), other values of it are ignored; export-only columns (consent_at,
+subscriber; bounced and complained suppress the address for every newsletter),
+other values of it are ignored; export-only columns (consent_at,
 consent_source, created_at) are ignored; every other column becomes an attribute
 (empty cells leave a stored attribute as it is). A file whose first cell holds an
 "@" has no header: column 1 is the email, column 2 the name.
@@ -29,17 +31,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.errors import InputError
 from digest.privatefiles import open_private
+from subscribers import store, subscriptions
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.csvread import CsvSource, guard_cell, open_csv, unguard_cell
-from subscribers.model import BLOCKED, STATUSES, SubscriberStatus
-from subscribers.store import TABLE, row_values, upsert_rows
+from subscribers.model import BLOCKED, STATUSES, SubscriptionStatus, Suppression
 
+SUPPRESSIONS = tuple(Suppression)
 BATCH = 1000
 MAX_FIELD = 10_000
 MAX_REPORTED = 100
@@ -197,10 +200,18 @@ def _parse(cols: _Columns, cells: list[str]) -> tuple[str, str, str, dict[str, s
 
 
 class _Importer:
-    """Folds a batch of parsed rows, then upserts it and keeps the report."""
+    """Folds a batch of parsed rows, then upserts addresses and subscriptions, and reports."""
 
-    def __init__(self, session: Session, report: ImportReport, status: str, source: str) -> None:
-        self.session, self.report, self.status, self.source = session, report, status, source
+    def __init__(
+        self,
+        session: Session,
+        report: ImportReport,
+        newsletter_id: int,
+        status: SubscriptionStatus,
+        source: str,
+    ) -> None:
+        self.session, self.report, self.source = session, report, source
+        self.newsletter_id, self.status = newsletter_id, status
         self.now = utcnow()
         self.batch: dict[str, list[Any]] = {}
         self.blocked_seen: set[str] = set()
@@ -208,10 +219,9 @@ class _Importer:
     def add(
         self, email: str, key: str, name: str, attrs: dict[str, str], blocked: str | None
     ) -> None:
-        status = blocked or self.status
         held = self.batch.get(key)
         if held is None:
-            self.batch[key] = [email, name, attrs, status]
+            self.batch[key] = [email, name, attrs, blocked]
             if len(self.batch) >= BATCH:
                 self.flush()
             return
@@ -219,25 +229,33 @@ class _Importer:
         held[0] = email
         held[1] = name or held[1]
         held[2] = {**held[2], **attrs}
-        held[3] = held[3] if held[3] in BLOCKED else status
+        held[3] = held[3] or blocked
+
+    def _existing(self) -> dict[str, tuple[Any, ...]]:
+        """key -> (suppression, attributes, touched by this import, subscription status)."""
+        a, s = store.TABLE.c, subscriptions.TABLE.c
+        found = self.session.execute(
+            select(a.email_key, a.suppression, a.attributes, a.updated_at == self.now, s.status)
+            .select_from(store.TABLE)
+            .outerjoin(
+                subscriptions.TABLE,
+                (s.subscriber_id == a.id) & (s.newsletter_id == self.newsletter_id),
+            )
+            .where(a.email_key.in_(list(self.batch)))
+        )
+        return {row[0]: tuple(row[1:]) for row in found}
 
     def flush(self) -> None:
         if not self.batch:
             return
-        c = TABLE.c
-        found = self.session.execute(
-            select(c.email_key, c.status, c.attributes, c.updated_at == self.now).where(
-                c.email_key.in_(list(self.batch))
-            )
-        )
-        existing = {key: (status, attrs, touched) for key, status, attrs, touched in found}
-        rows = []
+        existing = self._existing()
+        addresses, plans = [], []
         report = self.report
-        for key, (email, name, attrs, status) in self.batch.items():
+        for key, (email, name, attrs, blocked) in self.batch.items():
             old = existing.get(key)
             if old is None:
                 report.added += 1
-            elif old[0] in BLOCKED:
+            elif old[0] is not None or old[3] == SubscriptionStatus.UNSUBSCRIBED:
                 if key in self.blocked_seen:
                     report.folded_duplicates += 1
                 else:
@@ -250,15 +268,29 @@ class _Importer:
                 else:
                     report.updated += 1
                 attrs = {**(old[1] or {}), **attrs}
-            if status in BLOCKED:
+            if blocked:
                 self.blocked_seen.add(key)
-            rows.append(row_values(email, key, name, attrs, status, self.source, self.now))
-        upsert_rows(self.session, rows, self.now)
+            suppression = Suppression(blocked) if blocked in SUPPRESSIONS else None
+            addresses.append(store.address_row(email, key, name, attrs, suppression, self.source))
+            status = SubscriptionStatus.UNSUBSCRIBED if blocked == "unsubscribed" else self.status
+            plans.append((key, status))
+        store.upsert_addresses(self.session, addresses, self.now)
+        ids = store.ids_for(self.session, [key for key, _ in plans])
+        rows = [
+            subscriptions.row(self.newsletter_id, ids[key], status, self.source, self.now)
+            for key, status in plans
+        ]
+        subscriptions.upsert(self.session, rows, self.now)
         self.batch.clear()
 
 
 def import_csv(
-    session: Session, path: Path, *, confirmed: bool, skip_invalid: bool = False
+    session: Session,
+    path: Path,
+    newsletter_id: int,
+    *,
+    confirmed: bool,
+    skip_invalid: bool = False,
 ) -> ImportReport:
     """Import subscribers from a CSV file within the caller's transaction.
 
@@ -269,8 +301,8 @@ def import_csv(
     path = Path(path)
     with open_csv(path) as source:
         report = ImportReport(source.name, encoding=source.encoding, delimiter=source.delimiter)
-        status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
-        importer = _Importer(session, report, status, f"import:{path.name}")
+        status = SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING
+        importer = _Importer(session, report, newsletter_id, status, f"import:{path.name}")
         cols: _Columns | None = None
         first_error: InputError | None = None
         for line, cells in source.records():
@@ -300,16 +332,21 @@ def import_csv(
     return report
 
 
-def export_csv(session: Session, path: Path) -> int:
-    """Write every subscriber to `path` (UTF-8) and return how many were written.
+def export_csv(session: Session, path: Path, newsletter_id: int) -> int:
+    """Write a newsletter's subscribers to `path` (UTF-8) and return how many were written.
 
     Streams from the database; writes a temporary file next to `path` and renames
     it, so an interrupted export never leaves half a file behind.
     """
     path = Path(path)
-    c = TABLE.c
+    a, s = store.TABLE.c, subscriptions.TABLE.c
+    joined = store.TABLE.join(
+        subscriptions.TABLE, (s.subscriber_id == a.id) & (s.newsletter_id == newsletter_id)
+    )
     keys: set[str] = set()
-    for attrs in session.scalars(select(c.attributes).execution_options(yield_per=5000)):
+    for attrs in session.scalars(
+        select(a.attributes).select_from(joined).execution_options(yield_per=5000)
+    ):
         keys.update(attrs or {})
     attribute_keys = sorted(keys)
     taken = EMAIL_HEADERS | NAME_HEADERS | IGNORED_HEADERS | {"status"}
@@ -321,9 +358,16 @@ def export_csv(session: Session, path: Path) -> int:
     written = 0
     query = (
         select(
-            c.email, c.name, c.status, c.consent_at, c.consent_source, c.created_at, c.attributes
+            a.email,
+            a.name,
+            func.coalesce(a.suppression, s.status, type_=String()),
+            s.consent_at,
+            s.consent_source,
+            s.created_at,
+            a.attributes,
         )
-        .order_by(c.id)
+        .select_from(joined)
+        .order_by(a.id)
         .execution_options(yield_per=1000)
     )
     try:

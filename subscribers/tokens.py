@@ -23,6 +23,9 @@ from digest.errors import InputError
 
 UNSUBSCRIBE = "unsubscribe"
 CONFIRM = "confirm"
+#: The preferences page: every newsletter of the installation, so no single list id.
+PREFERENCES = "preferences"
+EVERY_LIST = "*"
 #: Purposes whose tokens carry their issue time and expire.
 TIMED_PURPOSES = {CONFIRM: 7 * 24 * 3600}
 MAC_BYTES = 16
@@ -83,6 +86,22 @@ def make_token(
         body += varint.encode(issued_at)
     raw = body + _mac(secret, purpose, list_id, subscriber_id, issued_at)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def verify_any(
+    secret: bytes, purpose: str, token: str, list_ids: dict[str, int]
+) -> tuple[int, int]:
+    """(subscriber id, the value of the list id it verifies for) for a token that may be
+    for any of `list_ids` (e.g. one unsubscribe URL shape for every newsletter), or BadToken.
+
+    Each try is one HMAC; an installation has a handful of newsletters.
+    """
+    for list_id, value in list_ids.items():
+        try:
+            return verify_token(secret, purpose, token, list_id), value
+        except BadToken:
+            continue
+    raise BadToken()
 
 
 def verify_token(

@@ -28,17 +28,19 @@ import email.policy
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from digest.delivery import campaign
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
-from digest.editorial.models import Issue
+from digest.editorial import editions, newsletters
+from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings
 from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
+from subscribers import subscriptions
+from subscribers.model import Subscriber
 from tests.samples import sample_pick
 
 DOMAIN = "news.example.com"
@@ -65,19 +67,20 @@ class Sent:
 
 def send_issue(
     engine: Engine, settings: Settings, *emails: str, key: str | None = None
-) -> tuple[Issue, dict[str, Sent]]:
-    """Subscribe `emails` (unless known), send an issue with a new pick to the outbox,
-    and return what was sent, by address (those no longer subscribed get nothing)."""
+) -> tuple[Edition, dict[str, Sent]]:
+    """Subscribe `emails` to the default newsletter (unless known), send its next edition
+    with a new pick to the outbox, and return what was sent, by address (those no longer
+    subscribed get nothing)."""
     with session_scope(engine) as s:
-        ids = {}
+        nl = newsletters.resolve(s, settings)
         for e in emails:
-            row = store.get_by_email(s, e) or store.add(
-                s, e, e.split("@")[0].title(), status=SubscriberStatus.CONFIRMED
-            )
-            ids[e] = row.id
-        pick = {k: v for k, v in sample_pick(len(ids)).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, settings.sections))
-    issue = campaign.prepare_send(engine, settings, key)
+            known = subscriptions.find(s, nl.id, e)
+            if known is None or known.subscription is None:
+                subscriptions.add(s, nl.id, e, e.split("@")[0].title(), status="confirmed")
+        edition = editions.open_edition(s, settings, nl)
+        pick = {k: v for k, v in sample_pick(len(emails)).items() if k not in ("id", "position")}
+        add_pick(s, edition.id, validate_pick(pick, settings.sections))
+    issue = campaign.prepare_send(engine, settings, None, key)
     outbox = Path(settings.outbox_dir) / "new"
     before = set(outbox.iterdir()) if outbox.exists() else set()
 
@@ -87,7 +90,7 @@ def send_issue(
 
     asyncio.run(go())
     with session_scope(engine) as s:
-        ids = {row.email: row.id for row in store.list_(s)}
+        ids = {row.email: row.id for row in s.scalars(select(Subscriber))}
     sent: dict[str, Sent] = {}
     for path in set(outbox.iterdir()) - before:
         raw = path.read_bytes().replace(b"\n", b"\r\n")

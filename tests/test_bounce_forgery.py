@@ -91,7 +91,7 @@ def test_a_valid_signature_still_needs_a_sent_delivery(workdir, settings, engine
     """References verify with the key, then the ledger must show that issue was sent to
     that subscriber: a test send (subscriber 0), another issue, or a skipped row do not."""
     issue, sent = send_issue(engine, settings, VICTIMS[0])
-    _, later = send_issue(engine, settings, VICTIMS[1], key="2030-W01")
+    _, later = send_issue(engine, settings, VICTIMS[1])
     secret = settings.secret()
     victim = sent[VICTIMS[0]]
     not_sent = [
@@ -120,7 +120,7 @@ def test_a_report_of_a_delivery_that_failed_is_rejected(workdir, settings, engin
 
     issue, sent = send_issue(engine, settings, VICTIMS[0])
     with session_scope(engine) as s:
-        s.query(Delivery).filter_by(issue_id=issue.id).update({"status": DeliveryStatus.FAILED})
+        s.query(Delivery).filter_by(edition_id=issue.id).update({"status": DeliveryStatus.FAILED})
     maildir_with(workdir / "box", gmail_dsn(sent[VICTIMS[0]]))
     report = process(engine, settings, f"maildir:{workdir / 'box'}")
     assert report.outcomes["rejected"] == 1 and statuses(engine)[VICTIMS[0]] == (

@@ -32,7 +32,7 @@ def record(engine, results, **kw):
 def holders(engine, issue) -> Counter:
     with session_scope(engine) as s:
         return Counter(
-            s.scalars(select(Delivery.claimed_by).where(Delivery.issue_id == issue.id)).all()
+            s.scalars(select(Delivery.claimed_by).where(Delivery.edition_id == issue.id)).all()
         )
 
 
@@ -145,7 +145,7 @@ def test_release_holder_frees_only_that_workers_tokens(engine) -> None:
         assert claims.release_holder(s, "host:1:ab") == 6
         owed = s.scalar(
             select(Delivery.claimed_by).where(
-                Delivery.issue_id == issue.id,
+                Delivery.edition_id == issue.id,
                 Delivery.status.in_(OWED),
                 Delivery.claimed_by.is_not(None),
             )

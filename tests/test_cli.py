@@ -107,18 +107,30 @@ def test_picks_add_list_move_remove_build(configured: Path, digest: Digest) -> N
     digest(
         "picks", "add", "https://example.com/c", "--title", "Third story", "--section", "Opinion"
     )
-    digest("picks", "move", "3", "1")
-    listing = digest("picks", "list").out
-    assert listing.index("Third story") < listing.index("First story here")
+    digest("picks", "add", "https://example.com/d", "--title", "Fourth story", "--section", "News")
+    listing = digest("picks", "list").out  # the email's order: featured, then by section
+    order = ["Second story", "First story here", "Fourth story", "Third story"]
+    assert [listing.index(x) for x in order] == sorted(listing.index(x) for x in order)
+    moved = digest("picks", "move", "4", "2")  # Fourth story first among the News
+    assert "order is now: 2 4 1 3" in moved.out
+    clamped = digest("picks", "move", "3", "1")  # Opinion cannot go before the News
+    assert "stays in the Opinion section (positions 4-4)" in clamped.out
+    dup = digest("picks", "add", "https://example.com/a/", "--title", "Again", "--section", "News")
+    assert "warning: this URL is also pick 1" in dup.out
+    digest("picks", "remove", "5")
+    digest("picks", "remove", "4")
     digest("picks", "remove", "1")
     assert "First story here" not in digest("picks", "list").out
+    digest("picks", "restore", "1")  # undo
+    assert "First story here" in digest("picks", "list").out
+    digest("picks", "remove", "1")
     digest(
         "issues", "edit", "--subject", "This week: second and third stories", "--intro", "Hello!"
     )
     built = digest("build", "--out", "out")
     assert "preflight:" in built.out
     html = (d / "out" / "issue.html").read_text()
-    assert "Second story" in html and "Third story" in html
+    assert "Second story" in html and "Third story" in html and "Fourth story" not in html
     assert html.index(">Second story<") < html.index(">Third story<")  # featured first
     text = (d / "out" / "issue.txt").read_text()
     assert all(len(line) <= 78 or "://" in line for line in text.splitlines())
@@ -140,8 +152,8 @@ def test_picks_add_list_move_remove_build(configured: Path, digest: Digest) -> N
         (("picks", "import", "missing.yaml"), "missing.yaml"),
         (("subscribers", "import", "missing.csv"), "missing.csv"),
         (("subscribers", "add", "not-an-address"), "email"),
-        (("send", "--issue", "../../etc"), "issue key"),
-        (("send", "--status", "--issue", "2020-W01"), "no issue 2020-W01"),
+        (("send", "--issue", "../../etc"), "edition key"),
+        (("send", "--status", "--issue", "2020-W01"), "no edition 2020-W01"),
         (("build",), "nothing picked"),
     ],
 )
@@ -216,10 +228,13 @@ def test_send_dry_run_changes_nothing_then_send_and_status(
     assert not (d / "outbox").exists()
     sent = digest("send").out
     assert "sent=1" in sent
+    key = sent.split("edition=")[1].split()[0]
+    assert "Next edition of default: " in sent and key not in sent.split("Next edition")[1]
     status = digest("send", "--status", "--recipient", "READER@example.com").out
     assert "reader@example.com: sent after 1 attempt(s)" in status
-    again = digest("send").out
-    assert "already sent" in again
+    assert digest("send", "--edition", key).out.endswith("nothing to do.\n")
+    again = digest("send", ok=False)  # the next edition is open, and empty
+    assert "nothing picked for edition" in again.one_line_error()
     assert len(list((d / "outbox" / "new").iterdir())) == 1
 
 

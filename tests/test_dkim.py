@@ -23,15 +23,12 @@ from digest.delivery.dkim import Signer, aligned, signer_for
 from digest.delivery.message import MessageTemplate, Recipient
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
-from digest.editorial.picks import add_pick, validate_pick
 from digest.editorial.render import render_issue
 from digest.errors import SettingsError
 from digest.settings import Settings, load_settings
-from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
+from tests import sending
 from tests.clirun import Run, run_cli
-from tests.samples import sample_content, sample_pick
+from tests.samples import sample_content
 
 DOMAIN = "news.example.com"
 SELECTOR = "digest2026"
@@ -225,16 +222,13 @@ def test_signature_survives_a_real_smtp_hop(smtp_server, workdir, keys, monkeypa
     engine = __import__("digest.store.engine", fromlist=["get_engine"]).get_engine(
         settings.database_url
     )
-    with session_scope(engine) as s:
-        for i in range(4):
-            pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
-            add_pick(s, validate_pick(pick, settings.sections))
-        for addr, name in [
-            ("anna@example.com", "Anna"),
-            ("dot.name@example.com", "Dorothée Dupont"),
-            ("jo@example.org", ""),
-        ]:
-            store.add(s, addr, name, status=SubscriberStatus.CONFIRMED)
+    sending.add_picks(engine, settings, 4)
+    for addr, name in [
+        ("anna@example.com", "Anna"),
+        ("dot.name@example.com", "Dorothée Dupont"),
+        ("jo@example.org", ""),
+    ]:
+        sending.subscribe(engine, settings, addr, name)
     issue = campaign.prepare_send(engine, settings)
 
     async def go():

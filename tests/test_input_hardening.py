@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
 import pytest
 
 from digest.delivery.message import greeting, to_header
-from digest.editorial import editions
+from digest.editorial import editions, newsletters
 from digest.errors import InputError, SettingsError
 from digest.settings import load_settings
 from digest.store.engine import session_scope
-from subscribers import csvio, store
+from subscribers import csvio, subscriptions
 from tests.clirun import run_cli
 from tests.webtools import csrf_of, desk_client
 
@@ -60,12 +61,15 @@ def test_the_command_line_says_so_with_exit_2(workdir, capsys, monkeypatch) -> N
 def test_bidi_controls_are_refused_in_subjects_names_and_settings(workdir, engine) -> None:
     settings = load_settings()
     with session_scope(engine) as s:
+        nl = newsletters.resolve(s, settings)
         with pytest.raises(InputError) as info:
-            editions.edit(s, "2026-W49", subject=f"Your account {RLO}moc.elgoog")
+            editions.edit(
+                s, editions.open_edition(s, settings, nl), subject=f"Your account {RLO}moc.elgoog"
+            )
         assert info.value.field == "subject" and "bidirectional" in str(info.value)
         for char in ("\u202a", "\u2066", "\u200f", "\u061c"):
             with pytest.raises(InputError):
-                store.add(s, "reader@example.com", f"Anna{char}Petrova")
+                subscriptions.add(s, nl.id, "reader@example.com", f"Anna{char}Petrova")
     fields = {
         "DIGEST_FROM": "DIGEST_FROM",
         "list_name": "DIGEST_LIST_NAME",
@@ -83,20 +87,21 @@ def test_bidi_controls_are_refused_in_subjects_names_and_settings(workdir, engin
 def test_bidi_controls_in_a_csv_name_fail_the_import_naming_the_line(workdir, engine) -> None:
     path = Path(workdir) / "people.csv"
     path.write_text(f"email,name\nok@example.com,Ok\nbad@example.com,Mal{RLO}lory\n")
+    with session_scope(engine) as s:
+        nl = newsletters.ensure_default(s).id
     with pytest.raises(InputError) as info, session_scope(engine) as s:
-        csvio.import_csv(s, path, confirmed=True)
+        csvio.import_csv(s, path, nl, confirmed=True)
     assert info.value.line == 3 and info.value.field == "name"
     with session_scope(engine) as s:
-        assert store.list_(s) == []  # nothing half-written
+        assert subscriptions.members(s, nl) == []  # nothing half-written
 
 
 def test_stored_names_and_story_titles_cannot_smuggle_them_into_headers(workdir) -> None:
     header = to_header("reader@example.com", f"Anna{RLO}Petrova").decode()
     assert RLO not in header and "Anna Petrova" in header
     assert RLO not in greeting(f"{RLO}Anna")
-    settings = load_settings()
     pick = {"title": f"Exclusive{RLO}txt.exe", "featured": True}
-    assert RLO not in editions.default_subject(settings, [pick])
+    assert RLO not in editions.default_subject("The Weekly Digest", [pick])
 
 
 def test_the_desk_and_the_sign_up_form_refuse_them(serve_web) -> None:
@@ -108,7 +113,7 @@ def test_the_desk_and_the_sign_up_form_refuse_them(serve_web) -> None:
         assert r.status_code == 400 and "bidirectional" in r.text
     with desk_client(srv) as c:
         page = c.get("/desk/")
-        key = editions.current_key(srv.settings)
+        key = re.search(r'name="key" value="([^"]+)"', page.text).group(1)
         data = {"csrf": csrf_of(page.text), "key": key, "subject": f"Weekly{RLO}", "intro": ""}
         r = c.post("/desk/issue", data=data)
         assert r.status_code == 400 and "bidirectional" in r.text

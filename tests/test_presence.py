@@ -67,7 +67,7 @@ def test_reap_frees_a_dead_local_senders_rows_but_not_a_remote_ones(engine) -> N
         held = dict(
             s.execute(
                 select(Delivery.claimed_by, func.count())
-                .where(Delivery.issue_id == issue.id)
+                .where(Delivery.edition_id == issue.id)
                 .group_by(Delivery.claimed_by)
             ).all()
         )

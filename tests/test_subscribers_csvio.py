@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from digest.editorial import newsletters
 from digest.errors import InputError
 from digest.store.engine import get_engine, session_scope
-from subscribers import store
+from subscribers import store, subscriptions
 from subscribers.csvio import ImportFailed, ImportReport, export_csv, import_csv
-from subscribers.model import SubscriberStatus
+from subscribers.model import SubscriberStatus, Suppression
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -20,19 +22,68 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def run_import(engine, path: Path, *, confirmed: bool = True, skip_invalid: bool = False):  # type: ignore[no-untyped-def]
+@dataclass
+class Row:
+    """An address as the default newsletter sees it (what the old single list held)."""
+
+    email: str
+    email_key: str
+    name: str
+    status: str
+    attributes: dict
+    consent_source: str
+    consent_at: object
+
+
+def nl(engine) -> int:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
-        return import_csv(s, path, confirmed=confirmed, skip_invalid=skip_invalid)
+        return newsletters.ensure_default(s).id
+
+
+def run_import(engine, path: Path, *, confirmed: bool = True, skip_invalid: bool = False):  # type: ignore[no-untyped-def]
+    newsletter = nl(engine)
+    with session_scope(engine) as s:
+        return import_csv(s, path, newsletter, confirmed=confirmed, skip_invalid=skip_invalid)
+
+
+def rows_of(engine) -> list[Row]:  # type: ignore[no-untyped-def]
+    newsletter = nl(engine)
+    with session_scope(engine) as s:
+        return [
+            Row(
+                m.subscriber.email,
+                m.subscriber.email_key,
+                m.subscriber.name,
+                m.status,
+                m.subscriber.attributes,
+                m.subscription.consent_source,
+                m.subscription.consent_at,
+            )
+            for m in subscriptions.members(s, newsletter)
+        ]
 
 
 def snapshot(engine) -> list[tuple]:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        return [(r.email, r.name, r.status, r.attributes, r.consent_source) for r in store.list_(s)]
+    return [(r.email, r.name, r.status, r.attributes, r.consent_source) for r in rows_of(engine)]
 
 
-def by_email(engine) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def by_email(engine) -> dict[str, Row]:  # type: ignore[no-untyped-def]
+    return {r.email: r for r in rows_of(engine)}
+
+
+def add(engine, email: str, name: str = "", status: str = "pending", **kw):  # type: ignore[no-untyped-def]
+    newsletter = nl(engine)
     with session_scope(engine) as s:
-        return {r.email: r for r in store.list_(s)}
+        return subscriptions.add(s, newsletter, email, name, status=status, **kw)
+
+
+def block(engine, email: str, how: str) -> None:  # type: ignore[no-untyped-def]
+    newsletter = nl(engine)
+    with session_scope(engine) as s:
+        if how == "unsubscribed":
+            subscriptions.unsubscribe(s, newsletter, email)
+        else:
+            store.suppress(s, store.require(s, email).id, Suppression(how), "test")
 
 
 # -- decoding and dialects -------------------------------------------------------
@@ -124,8 +175,7 @@ def test_unclosed_quote_beyond_parser_limit_is_a_clear_error(engine, workdir: Pa
 
 
 def test_invalid_rows_change_nothing_and_name_first_bad_line(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        store.add(s, "existing@example.com", "Old Name")
+    add(engine, "existing@example.com", "Old Name")
     before = snapshot(engine)
     lines = ["email,name"] + [f"user{i}@example.com,U{i}" for i in range(1500)]
     lines[17 - 1] = "no-at-sign.example.com,Bad"  # physical line 17
@@ -207,10 +257,9 @@ def test_duplicates_in_different_case_fold_last_wins(engine, workdir: Path) -> N
     [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED],
 )
 def test_blocked_addresses_are_never_revived(engine, workdir: Path, blocked: str) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        row = store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
-        store.set_status(s, row.id, blocked, "test")
-        store.add(s, "waiting@example.com", "W")
+    add(engine, "gone@example.com", "Gone", status="confirmed")
+    block(engine, "gone@example.com", blocked)
+    add(engine, "waiting@example.com", "W")
     text = "email,name\nGONE@example.com,Revived?\nwaiting@example.com,\ngone@example.com,Again\n"
     report = run_import(engine, write(workdir / "members.csv", text), confirmed=True)
     assert (report.unchanged_blocked, report.updated, report.folded_duplicates) == (1, 1, 1)
@@ -222,8 +271,7 @@ def test_blocked_addresses_are_never_revived(engine, workdir: Path, blocked: str
 
 
 def test_pending_import_keeps_confirmed_people_confirmed(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        store.add(s, "c@example.com", status=SubscriberStatus.CONFIRMED, source="web")
+    add(engine, "c@example.com", status="confirmed", source="web")
     report = run_import(
         engine, write(workdir / "p.csv", "c@example.com\nn@example.com\n"), confirmed=False
     )
@@ -258,7 +306,7 @@ def test_twenty_thousand_rows_with_duplicates_across_batches(engine, workdir: Pa
         + report.invalid_count
     )
     with session_scope(engine) as s:
-        assert store.count(s)[SubscriberStatus.CONFIRMED] == 20_000
+        assert subscriptions.count(s, nl(engine))[SubscriberStatus.CONFIRMED] == 20_000
         row = store.get_by_email(s, "reader300@example.com")
         assert (row.name, row.attributes) == ("Reader 300 again", {"plan": "paid"})
     again = run_import(engine, path)
@@ -269,22 +317,20 @@ def test_twenty_thousand_rows_with_duplicates_across_batches(engine, workdir: Pa
 
 
 def test_export_quotes_formula_cells_and_round_trips(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        store.add(
-            s,
-            "a@example.com",
-            '=HYPERLINK("http://evil")',
-            status=SubscriberStatus.CONFIRMED,
-            attributes={"phone": "+1 555 0100", "note": "@SUM(A1)", "q": "'=x"},
-        )
-        store.add(
-            s, "-dash@example.com", "Тест Тестов", attributes={"phone": "-5", "city": "Москва"}
-        )
-        store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
-        store.remove(s, "gone@example.com")
+    add(
+        engine,
+        "a@example.com",
+        '=HYPERLINK("http://evil")',
+        status="confirmed",
+        attributes={"phone": "+1 555 0100", "note": "@SUM(A1)", "q": "'=x"},
+    )
+    add(engine, "-dash@example.com", "Тест Тестов", attributes={"phone": "-5", "city": "Москва"})
+    add(engine, "gone@example.com", "Gone", status="confirmed")
+    block(engine, "gone@example.com", "unsubscribed")
     out = workdir / "export.csv"
+    newsletter = nl(engine)
     with session_scope(engine) as s:
-        assert export_csv(s, out) == 3
+        assert export_csv(s, out, newsletter) == 3
     raw = out.read_text(encoding="utf-8")
     rows = list(csv.reader(raw.splitlines()))
     assert rows[0] == [
@@ -322,10 +368,11 @@ def test_export_quotes_formula_cells_and_round_trips(engine, workdir: Path) -> N
 
 
 def test_export_failure_leaves_no_file(engine, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    add(engine, "a@example.com")
+    newsletter = nl(engine)
     with session_scope(engine) as s:
-        store.add(s, "a@example.com")
         with pytest.raises(InputError, match="cannot write"):
-            export_csv(s, workdir / "no-such-dir" / "x.csv")
+            export_csv(s, workdir / "no-such-dir" / "x.csv", newsletter)
     assert not list(workdir.glob("**/*.tmp"))
 
 

@@ -8,10 +8,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from digest.errors import InputError, NotFound, StateError
+from digest.clock import utcnow
+from digest.errors import InputError, NotFound
 from digest.store.engine import session_scope
 from subscribers import store
-from subscribers.model import STATUSES, SubscriberStatus
+from subscribers.model import Suppression
 
 # -- addresses -----------------------------------------------------------------
 
@@ -86,159 +87,69 @@ def test_fast_path_agrees_with_email_validator(local: str, domain: str, tld: str
     assert got == expected
 
 
-# -- add / remove / status -------------------------------------------------------
+# -- addresses and suppression ----------------------------------------------------
 
 
-def test_add_new_pending_and_confirmed(engine) -> None:  # type: ignore[no-untyped-def]
+def test_address_upsert_keeps_names_and_merges_nothing_into_a_suppressed_one(engine) -> None:  # type: ignore[no-untyped-def]
+    now = utcnow()
     with session_scope(engine) as s:
-        a = store.add(s, "Anna@Example.com", "Anna  K.")
-        b = store.add(
-            s,
-            "boris@example.com",
-            status=SubscriberStatus.CONFIRMED,
-            source="web",
-            attributes={"x": "1"},
+        store.upsert_addresses(
+            s, [store.address_row("A@example.com", "a@example.com", "Anna", {"x": "1"})], now
         )
-    assert (a.email, a.email_key, a.name, a.status) == (
-        "Anna@example.com",
-        "anna@example.com",
-        "Anna K.",
-        SubscriberStatus.PENDING,
-    )
-    assert a.consent_at is None and a.consent_source == "cli"
-    assert (
-        b.status == SubscriberStatus.CONFIRMED
-        and b.consent_at is not None
-        and b.consent_source == "web"
-    )
-    assert b.attributes == {"x": "1"}
-
-
-def test_re_adding_confirms_pending_merges_attributes_keeps_name(engine) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        store.add(s, "anna@example.com", "Anna", attributes={"city": "Riga"})
-    with session_scope(engine) as s:
-        row = store.add(
-            s,
-            "ANNA@example.com",
-            "",
-            status=SubscriberStatus.CONFIRMED,
-            source="form",
-            attributes={"lang": "ru"},
+        store.upsert_addresses(
+            s, [store.address_row("a@example.com", "a@example.com", "", {"y": "2"})], now
         )
-        assert row.status == SubscriberStatus.CONFIRMED and row.consent_source == "form"
-        assert row.name == "Anna"
-        assert row.attributes == {"city": "Riga", "lang": "ru"}
-        assert row.status_changed_at is not None
-        again = store.add(s, "anna@example.com", "Anna B.")  # pending request: stays confirmed
-        assert again.status == SubscriberStatus.CONFIRMED and again.name == "Anna B."
-        assert store.count(s)[SubscriberStatus.CONFIRMED] == 1
-
-
-@pytest.mark.parametrize(
-    "blocked",
-    [SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED],
-)
-def test_re_adding_never_revives_blocked(engine, blocked: str) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        row = store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
-        store.set_status(s, row.id, blocked, "test")
-    with session_scope(engine) as s:
-        row = store.add(
-            s,
-            "Gone@Example.com",
-            "New Name",
-            status=SubscriberStatus.CONFIRMED,
-            attributes={"a": "b"},
+        row = store.get_by_email(s, "A@EXAMPLE.com")
+        assert (row.email, row.name, row.attributes) == ("A@example.com", "Anna", {"y": "2"})
+        assert store.suppress(s, row.id, Suppression.BOUNCED, "dsn 5.1.1")
+        assert not store.suppress(s, row.id, Suppression.BOUNCED, "again")
+        store.upsert_addresses(
+            s, [store.address_row("a@example.com", "a@example.com", "New", {})], now
         )
-        assert row.status == blocked
-        assert row.name == "Gone" and row.attributes == {}
+        s.refresh(row)
+        assert (row.name, row.suppression) == ("Anna", Suppression.BOUNCED)
+        # a complaint outranks a bounce; nothing outranks a complaint
+        assert store.suppress(s, row.id, Suppression.COMPLAINED, "arf")
+        assert not store.suppress(s, row.id, Suppression.BOUNCED, "dsn")
+        assert store.get(s, row.id).suppression == Suppression.COMPLAINED
 
 
-def test_add_rejects_bad_input(engine) -> None:  # type: ignore[no-untyped-def]
+def test_an_incoming_suppression_wins_over_a_clean_address(engine) -> None:  # type: ignore[no-untyped-def]
+    now = utcnow()
     with session_scope(engine) as s:
-        with pytest.raises(InputError, match="email"):
-            store.add(s, "not-an-address")
-        with pytest.raises(InputError, match="status"):
-            store.add(s, "a@example.com", status=SubscriberStatus.UNSUBSCRIBED)
-        with pytest.raises(InputError, match="name"):
-            store.add(s, "a@example.com", "x" * 201)
-        row = store.add(s, "a@example.com", "Evil\r\nBcc: x@example.com")
-        assert row.name == "Evil Bcc: x@example.com"
-
-
-def test_remove_keeps_the_row_blocked(engine) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        store.add(s, "leaver@example.com", status=SubscriberStatus.CONFIRMED)
-    with session_scope(engine) as s:
-        row = store.remove(s, "LEAVER@example.com")
-        assert row.status == SubscriberStatus.UNSUBSCRIBED and row.status_changed_at is not None
-    with session_scope(engine) as s:
-        assert store.get_by_email(s, "leaver@example.com").status == SubscriberStatus.UNSUBSCRIBED
-        with pytest.raises(NotFound):
-            store.remove(s, "nobody@example.com")
-
-
-def test_set_status_rules(engine) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        row = store.add(s, "p@example.com")
-        confirmed = store.set_status(s, row.id, SubscriberStatus.CONFIRMED, "confirm-link")
-        assert confirmed.consent_source == "confirm-link" and confirmed.consent_at is not None
-        store.set_status(s, row.id, SubscriberStatus.COMPLAINED, "fbl")
-        with pytest.raises(StateError, match="complained"):
-            store.set_status(s, row.id, SubscriberStatus.CONFIRMED, "import")
-        assert store.get(s, row.id).status == SubscriberStatus.COMPLAINED
-        assert store.set_status(
-            s, row.id, SubscriberStatus.CONFIRMED, "double opt-in", force=True
-        ).status == (SubscriberStatus.CONFIRMED)
-        with pytest.raises(InputError):
-            store.set_status(s, row.id, "active", "x")
-        with pytest.raises(NotFound):
-            store.set_status(s, 99999, SubscriberStatus.CONFIRMED, "x")
+        store.upsert_addresses(
+            s, [store.address_row("b@example.com", "b@example.com", "B", {})], now
+        )
+        store.upsert_addresses(
+            s,
+            [
+                store.address_row(
+                    "b@example.com", "b@example.com", "", {}, Suppression.COMPLAINED, "csv"
+                )
+            ],
+            now,
+        )
+        row = store.get_by_email(s, "b@example.com")
+        assert (row.suppression, row.suppression_source) == (Suppression.COMPLAINED, "csv")
+        assert row.suppressed_at is not None
 
 
 def test_record_bounce_reaches_threshold(engine) -> None:  # type: ignore[no-untyped-def]
+    now = utcnow()
     with session_scope(engine) as s:
-        row = store.add(s, "b@example.com", status=SubscriberStatus.CONFIRMED)
+        store.upsert_addresses(
+            s, [store.address_row("b@example.com", "b@example.com", "", {})], now
+        )
+        row = store.get_by_email(s, "b@example.com")
         assert store.record_bounce(s, row.id, threshold=2) is False
         assert store.get(s, row.id).bounce_count == 1
         assert store.record_bounce(s, row.id, threshold=2) is True
         row = store.get(s, row.id)
-        assert (row.status, row.bounce_count) == (SubscriberStatus.BOUNCED, 2)
-        other = store.add(s, "u@example.com", status=SubscriberStatus.CONFIRMED)
-        store.remove(s, "u@example.com")
-        assert store.record_bounce(s, other.id, threshold=1) is False
-        assert store.get(s, other.id).status == SubscriberStatus.UNSUBSCRIBED
+        assert (row.suppression, row.bounce_count) == (Suppression.BOUNCED, 2)
+        assert store.record_bounce(s, row.id, threshold=1) is True  # stays bounced, counts on
+        assert store.get(s, row.id).bounce_count == 3
         with pytest.raises(NotFound):
             store.record_bounce(s, 424242, threshold=1)
-
-
-def test_list_count_and_keyset_iteration(engine) -> None:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as s:
-        ids = []
-        for i in range(25):
-            row = store.add(
-                s,
-                f"u{i}@example.com",
-                status=SubscriberStatus.CONFIRMED if i % 3 else SubscriberStatus.PENDING,
-            )
-            ids.append(row.id)
-        store.remove(s, "u1@example.com")
-    with session_scope(engine) as s:
-        counts = store.count(s)
-        assert set(counts) == set(STATUSES)
-        assert counts == {
-            SubscriberStatus.PENDING: 9,
-            SubscriberStatus.CONFIRMED: 15,
-            SubscriberStatus.UNSUBSCRIBED: 1,
-            SubscriberStatus.BOUNCED: 0,
-            SubscriberStatus.COMPLAINED: 0,
-        }
-        confirmed = [r.id for r in store.list_(s, status=SubscriberStatus.CONFIRMED)]
-        assert list(store.iter_confirmed_ids(s, batch=4)) == confirmed
-        assert list(store.iter_confirmed_ids(s, after_id=confirmed[6], batch=4)) == confirmed[7:]
-        page = store.list_(s, limit=5, offset=5)
-        assert [r.id for r in page] == ids[5:10]
-        assert [r.id for r in store.get_many(s, [ids[3], ids[1], 10**6])] == [ids[1], ids[3]]
-        with pytest.raises(InputError):
-            store.list_(s, status="active")
+        assert [r.id for r in store.get_many(s, [row.id, 10**6])] == [row.id]
+        with pytest.raises(NotFound):
+            store.require(s, "nobody@example.com")

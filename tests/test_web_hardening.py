@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
+from tests.sending import pick_into
 from tests.webtools import desk_client
 
 
@@ -167,10 +167,10 @@ def test_every_preview_frame_is_sandboxed(serve_web) -> None:
     srv = serve_web()
     with session_scope(srv.engine) as s:
         pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, srv.settings.sections))
+        pick_into(s, srv.settings, pick)
     with desk_client(srv) as c:
         page = c.get("/desk/")
-        key = re.search(r'href="/desk/issues/([0-9W-]+)"', page.text).group(1)
+        key = re.search(r'href="/desk/issues/([0-9W-]+)\?newsletter=default"', page.text).group(1)
         issue = c.get(f"/desk/issues/{key}")
         parser = Frames()
         parser.feed(issue.text)
@@ -189,9 +189,11 @@ def test_test_sends_are_limited_per_editor(smtp_server, serve_web) -> None:
     srv = serve_web()
     with session_scope(srv.engine) as s:
         pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, srv.settings.sections))
+        pick_into(s, srv.settings, pick)
     with desk_client(srv) as c:
-        key = re.search(r'href="/desk/issues/([0-9W-]+)"', c.get("/desk/").text).group(1)
+        key = re.search(
+            r'href="/desk/issues/([0-9W-]+)\?newsletter=default"', c.get("/desk/").text
+        ).group(1)
         csrf = re.search(r'name="csrf" value="([^"]+)"', c.get(f"/desk/issues/{key}").text).group(1)
         codes = []
         for batch in range(6):  # 10 addresses a time: the hour allows 50 per editor

@@ -7,9 +7,9 @@ import socket
 import httpx
 
 from digest.delivery import campaign
-from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
+from tests.sending import pick_into
 from tests.webtools import LiveServer, csrf_of, desk_client
 
 PAGES = ["/subscribe", "/issues/", "/privacy", "/support", "/desk/login", "/no-such-page"]
@@ -46,13 +46,13 @@ def test_desk_pages_deny_framing_but_preview_documents_allow_this_origin(serve_w
     srv = serve_web()
     with session_scope(srv.engine) as s:
         pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, srv.settings.sections))
-    issue = campaign.build(srv.engine, srv.settings)
+        pick_into(s, srv.settings, pick)
+    key = campaign.build(srv.engine, srv.settings).edition.key
     with desk_client(srv) as c:
         desk = c.get("/desk/")
         assert desk.status_code == 200 and _frame_ancestors(desk) == "frame-ancestors 'none'"
         assert "frame-src 'self'" in desk.headers["content-security-policy"]
-        doc = c.get(f"/desk/issues/{issue.key}/email.html")
+        doc = c.get(f"/desk/issues/{key}/email.html")
         assert doc.status_code == 200
         assert _frame_ancestors(doc) == "frame-ancestors 'self'"
         assert doc.headers["x-frame-options"] == "SAMEORIGIN"

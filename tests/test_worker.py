@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 from digest.delivery import claims, ledger
 from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.worker import Worker as DigestWorker
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import OPEN, Edition, EditionStatus
 from digest.errors import StateError
 from digest.settings import load_settings
 from digest.store import leases
@@ -165,11 +165,16 @@ def worker_id(engine, pid: int) -> str | None:
         return s.scalar(select(Lease.holder).where(Lease.pid == pid, Lease.role == "worker"))
 
 
-def the_issue(engine) -> Issue:
+def the_issue(engine) -> Edition:
+    """The one edition that went out; beside it only the next, empty draft the send opened."""
     with session_scope(engine) as s:
-        rows = s.scalars(select(Issue)).all()
-    assert len(rows) == 1
-    return rows[0]
+        rows = s.scalars(select(Edition).order_by(Edition.id)).all()
+    published = [r for r in rows if r.status not in OPEN]
+    following = [r for r in rows if r.status in OPEN]
+    assert len(published) == 1, [(r.key, r.status) for r in rows]
+    assert len(following) == 1 and following[0].status == EditionStatus.DRAFT
+    assert following[0].frozen_at is None and following[0].id > published[0].id
+    return published[0]
 
 
 # -- the refusal ----------------------------------------------------------------------
@@ -225,7 +230,7 @@ def test_three_workers_and_a_send_deliver_each_of_10000_once(
     assert set(got.values()) == {1}
     assert sum(p.sent() for p in [*workers, send]) == 10_000
     assert sum(1 for w in workers if w.sent()) >= 2  # the work really was shared
-    assert the_issue(engine).status == IssueStatus.SENT
+    assert the_issue(engine).status == EditionStatus.SENT
     assert ledger_state(engine) == (10_000, 0, 0)
     with session_scope(engine) as s:
         assert s.scalar(select(func.count()).select_from(Lease)) == 0  # all left cleanly
@@ -277,7 +282,7 @@ def test_a_killed_workers_batch_is_taken_over_after_its_lease(
     with session_scope(engine) as s:
         held_emails = set(s.scalars(select(Subscriber.email).where(Subscriber.id.in_(held))))
     assert repeated <= held_emails
-    assert the_issue(engine).status == IssueStatus.SENT
+    assert the_issue(engine).status == EditionStatus.SENT
     assert ledger_state(engine) == (2000, 0, 0)
 
 
@@ -296,7 +301,7 @@ def test_two_sends_fired_together_make_one_issue_and_one_copy_each(
     got = sink.counts()
     assert sorted(got) == sorted(emails)
     assert set(got.values()) == {1}
-    assert the_issue(engine).status == IssueStatus.SENT
+    assert the_issue(engine).status == EditionStatus.SENT
     assert sum(p.sent() for p in sends) == 400
 
 
@@ -326,9 +331,9 @@ def test_worker_takes_over_rows_whose_remote_holder_went_silent(
     assert report.total(DeliveryStatus.SENT) == 40 and not report.stopped
     assert "sent=40" in report.summary()
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == IssueStatus.SENT
+        assert s.get(Edition, issue.id).status == EditionStatus.SENT
         assert ledger.counts(s, issue.id)[DeliveryStatus.SENT] == 40
-        assert s.scalar(select(func.count()).where(Issue.status == IssueStatus.SENDING)) == 0
+        assert s.scalar(select(func.count()).where(Edition.status == EditionStatus.SENDING)) == 0
 
 
 @postgres_only
@@ -358,7 +363,7 @@ def test_a_worker_outlives_an_smtp_outage(engine, monkeypatch: pytest.MonkeyPatc
     assert sorted(server.handler.recipients()) == sorted(emails)
     assert report.total(DeliveryStatus.SENT) == 20
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == IssueStatus.SENT
+        assert s.get(Edition, issue.id).status == EditionStatus.SENT
 
 
 @postgres_only
@@ -369,4 +374,4 @@ def test_an_idle_worker_closes_a_send_whose_last_sender_died_before_finishing(en
     report = asyncio.run(DigestWorker(engine, load_settings(), once=True).run())
     assert report.runs == [] and "issues=-" in report.summary()
     with session_scope(engine) as s:
-        assert s.get(Issue, issue.id).status == IssueStatus.SENT
+        assert s.get(Edition, issue.id).status == EditionStatus.SENT

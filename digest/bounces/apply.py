@@ -6,8 +6,8 @@ that subscriber. Without one it is "rejected": it changes nobody, and the caller
 the message flagged in the mailbox for a person to judge. The addresses a report names
 are never used to find a subscriber: anyone can write `Final-Recipient: victim@...`.
 
-Hard bounces mark the subscriber bounced, complaints mark them complained; both are
-final (never mailed again, never revived by an import). Soft bounces add to the
+Hard bounces suppress the address as bounced, complaints as complained; both are final
+and per address (no newsletter mails it again, no import revives it). Soft bounces add to the
 subscriber's bounce count (shared with SMTP-time 5xx answers) and mark them bounced
 at DIGEST_SOFT_BOUNCE_THRESHOLD.
 """
@@ -25,7 +25,7 @@ from digest.delivery import reference
 from digest.delivery.models import Delivery, DeliveryStatus
 from digest.store.base import MAX_ID
 from subscribers import store
-from subscribers.model import BLOCKED, Subscriber, SubscriberStatus
+from subscribers.model import Subscriber, Suppression
 
 log = logging.getLogger("digest.bounces")
 
@@ -52,7 +52,7 @@ def find_subscriber(session: Session, secret: bytes, notice: Notice) -> Subscrib
         return "a test send or confirmation email"
     sent = session.scalar(
         select(Delivery.status).where(
-            Delivery.issue_id == ref.issue_id, Delivery.subscriber_id == ref.subscriber_id
+            Delivery.edition_id == ref.issue_id, Delivery.subscriber_id == ref.subscriber_id
         )
     )
     if sent != DeliveryStatus.SENT:
@@ -71,15 +71,14 @@ def apply(session: Session, notice: Notice, soft_threshold: int, secret: bytes) 
         return "rejected"
     source = f"{notice.report}: {notice.status}"
     if notice.kind == COMPLAINT:
-        if row.status == SubscriberStatus.COMPLAINED:
+        if not store.suppress(session, row.id, Suppression.COMPLAINED, source):
             return "already"
-        store.set_status(session, row.id, SubscriberStatus.COMPLAINED, source)
         log.info("subscriber %d complained (%s)", row.id, source)
         return "complained"
-    if row.status in BLOCKED:
+    if row.suppression is not None:
         return "already"
     if notice.kind == HARD:
-        store.set_status(session, row.id, SubscriberStatus.BOUNCED, source)
+        store.suppress(session, row.id, Suppression.BOUNCED, source)
         log.info("subscriber %d bounced (%s)", row.id, source)
         return "bounced"
     if store.record_bounce(session, row.id, soft_threshold):

@@ -11,7 +11,6 @@ import typer
 from digest.cli import common
 from digest.cli.app import app
 from digest.cli.common import console, engine, session
-from digest.cli.send import _run
 
 
 def _ensure_secret() -> None:
@@ -34,74 +33,84 @@ def _ensure_secret() -> None:
 
 @app.command("demo")
 def demo() -> None:
-    """Load sample picks and ~50 sample subscribers, build this week's issue and send it.
+    """Load sample picks and ~50 sample subscribers, build the next edition and send it.
 
     Sends to the outbox folder (DIGEST_OUTBOX_DIR) unless DIGEST_SMTP_HOST is set.
-    Safe to run again: nothing is loaded twice and nobody gets the issue twice.
+    Safe to run again: nothing is loaded or sent twice.
     """
     import asyncio
 
     import yaml
 
+    from digest.cli.send import _open_and_send
     from digest.data import DATA_DIR as DATA
-    from digest.delivery import campaign, ledger, preflight
+    from digest.delivery import campaign, ledger
     from digest.delivery.models import DeliveryStatus
     from digest.delivery.transports import make_transport
-    from digest.editorial import editions
-    from digest.editorial.models import IssueStatus
+    from digest.editorial import editions, newsletters
     from digest.editorial.pickimport import load_picks
-    from digest.editorial.picks import add_pick, unfrozen
+    from digest.editorial.picks import add_pick, live_picks
     from subscribers import csvio
 
     _ensure_secret()
     s = common.settings()
     eng = engine()
-    key = editions.current_key(s)
     with session() as db:
-        row = editions.find_issue(db, key)
-        already_sent = row is not None and row.status == IssueStatus.SENT
+        t = campaign.target(db, s)
+        sent = [e for e in editions.list_editions(db, t.newsletter, 5) if e.status == "sent"]
+    if sent:
+        console.print(
+            f"The demo already ran: edition {sent[0].key} was already sent. Next edition: "
+            f"{t.edition.key} (`digest picks list`, `digest send --status`)."
+        )
+        return
+    with session() as db:
+        t = campaign.target(db, s)
         added = 0
-        if not already_sent and not unfrozen(db):
-            for pick in load_picks(str(DATA / "sample_picks.yaml"), s.sections).picks:
-                add_pick(db, pick)
+        if not live_picks(db, t.edition.id, t.settings.sections):
+            for pick in load_picks(str(DATA / "sample_picks.yaml"), t.settings.sections).picks:
+                add_pick(db, t.edition.id, pick)
                 added += 1
-        report = csvio.import_csv(db, DATA / "sample_subscribers.csv", confirmed=True)
-        if not already_sent:
-            meta = yaml.safe_load((DATA / "sample_issue.yaml").read_text(encoding="utf-8"))
-            draft = editions.draft(db, key)
-            editions.edit(
-                db,
-                key,
-                subject=None if draft.subject else meta.get("subject"),
-                preheader=None if draft.preheader else meta.get("preheader"),
-                intro=None if draft.intro else meta.get("intro"),
-            )
+        report = csvio.import_csv(
+            db, DATA / "sample_subscribers.csv", t.newsletter.id, confirmed=True
+        )
+        meta = yaml.safe_load((DATA / "sample_issue.yaml").read_text(encoding="utf-8"))
+        e = t.edition
+        editions.edit(
+            db,
+            e,
+            subject=None if e.subject else meta.get("subject"),
+            preheader=None if e.preheader else meta.get("preheader"),
+            intro=None if e.intro else meta.get("intro"),
+        )
     console.print(f"Loaded {added} sample picks; subscribers: {report.summary()}")
+    console.print(f"Messages link to {s.base_url} (DIGEST_BASE_URL; `digest serve` answers there).")
 
-    if already_sent:
-        console.print(f"Issue {key} was already sent by an earlier demo run.")
-    else:
-        out = Path("build")
-        built = campaign.build(eng, s, key)
-        paths = campaign.write_outputs(s, built, out)
-        for line in preflight.check_issue(built, s).lines():
-            console.print(line, markup=False)
-        row = campaign.prepare_send(eng, s, key)
-        transport = make_transport(s)
-        result = asyncio.run(_run(eng, s, row, transport))
-        console.print(result.summary())
-        console.print(f"Rendered files: {paths.html}  {paths.text}  {paths.eml}")
+    out = Path("build")
+    built = campaign.build(eng, s, t.newsletter.slug, t.edition.key)
+    paths = campaign.write_outputs(built.settings, built.edition, out)
+    launch = campaign.plan_send(eng, s, t.newsletter.slug, t.edition.key)
+    for line in launch.report.lines() if launch.report else []:
+        console.print(line, markup=False)
+    transport = make_transport(built.settings)
+    result = asyncio.run(_open_and_send(eng, s, launch, transport))
+    console.print(result.summary())
+    console.print(f"Rendered files: {paths.html}  {paths.text}  {paths.eml}")
     with session() as db:
-        counts = ledger.counts(db, editions.get_issue(db, key).id)
+        counts = ledger.counts(db, t.edition.id)
+        nxt = editions.open_edition(db, s, newsletters.get(db, t.newsletter.slug))
     where = (
         f"the SMTP server {s.smtp_host}"
         if s.uses_smtp
         else f"the outbox folder {s.outbox_dir.resolve()}/new/ (one .eml-style file per message)"
     )
-    console.print(f"\nIssue {key}: {counts[DeliveryStatus.SENT]} messages delivered to {where}.")
     console.print(
-        "Next: `digest picks list`, `digest subscribers count`, `digest send --status`, "
-        "`digest build --out build` and open build/issue.html in a browser."
+        f"\nEdition {t.edition.key}: {counts[DeliveryStatus.SENT]} messages delivered to {where}."
+    )
+    console.print(
+        f"The next edition, {nxt.key}, is open for picks. Next: `digest picks list`, "
+        "`digest subscribers count`, `digest send --status`, `digest serve` and open "
+        f"{s.base_url}/issues/{t.edition.key} in a browser."
     )
     if not counts[DeliveryStatus.SENT]:
         raise typer.Exit(1)

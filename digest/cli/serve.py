@@ -8,12 +8,15 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, err, fail, session, settings
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
 
 
 def _server_class():  # type: ignore[no-untyped-def]
@@ -51,6 +54,15 @@ def _check_port(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {why}")
 
 
+def local_base_url(s: Settings, host: str, port: int) -> Settings:
+    """The settings with DIGEST_BASE_URL defaulting to where this server listens."""
+    if "base_url" in s.model_fields_set:
+        return s
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return s.model_copy(update={"base_url": f"http://{shown}:{port}"})
+
+
 @app.command("serve")
 def serve(
     host: Annotated[
@@ -58,12 +70,15 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
-    """Run the web app: the editors' desk, sign-up, confirm and unsubscribe pages, archive."""
+    """Run the web app: the editors' desk, sign-up, confirm and unsubscribe pages, archive.
+
+    Without DIGEST_BASE_URL, links in pages and emails point at this host and port.
+    """
     from digest.editors import store
     from digest.web.app import create_app
     from digest.web.server import server_config
 
-    s = settings()
+    s = local_base_url(settings(), host, port)
     web = create_app(s, engine=engine())
     with session() as db:
         n_editors = len(store.list_all(db))

@@ -1,4 +1,4 @@
-"""`digest subscribers ...`: the list."""
+"""`digest subscribers ...`: a newsletter's list (addresses are shared by newsletters)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,24 @@ from typing import Annotated
 
 import typer
 
-from digest.cli.common import console, session
+from digest.cli.common import console, session, settings
+from digest.cli.options import NewsletterOpt
 
 #: The subscriber statuses, spelled out here so that `--help` need not import the model
 #: (SQLAlchemy); tests/test_cli_start.py checks them against subscribers.model.STATUSES.
 STATUS_NAMES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
 
 subscribers_app = typer.Typer(
-    help="Import, export, add, remove and count subscribers.", no_args_is_help=True
+    help="Import, export, add, remove and count a newsletter's subscribers.",
+    no_args_is_help=True,
 )
+
+
+def _newsletter_id(db: object, slug: str | None) -> tuple[int, str]:
+    from digest.editorial import newsletters
+
+    nl = newsletters.resolve(db, settings(), slug)  # type: ignore[arg-type]
+    return nl.id, nl.slug
 
 
 @subscribers_app.command("import")
@@ -27,29 +36,34 @@ def import_(
     skip_invalid: Annotated[
         bool, typer.Option(help="Import the good rows and list the bad ones.")
     ] = False,
+    newsletter: NewsletterOpt = None,
 ) -> None:
-    """Import subscribers from CSV (email, name, any other columns become attributes).
+    """Import subscribers of a newsletter from CSV (email, name, other columns: attributes).
 
-    Nobody who unsubscribed, bounced or complained is ever revived by an import.
+    Nobody who unsubscribed from it, bounced or complained is ever revived by an import.
     Any invalid row stops the import and nothing changes, unless --skip-invalid.
     """
     from subscribers import csvio
 
     with session() as db:
-        report = csvio.import_csv(db, file, confirmed=confirmed, skip_invalid=skip_invalid)
-    console.print(report.summary())
+        nid, slug = _newsletter_id(db, newsletter)
+        report = csvio.import_csv(db, file, nid, confirmed=confirmed, skip_invalid=skip_invalid)
+    console.print(f"{slug}: {report.summary()}")
     for problem in report.invalid:
         console.print(f"skipped: {problem}")
 
 
 @subscribers_app.command("export")
-def export(file: Annotated[Path, typer.Argument(metavar="FILE.csv")]) -> None:
-    """Export every subscriber (with status and consent) to CSV."""
+def export(
+    file: Annotated[Path, typer.Argument(metavar="FILE.csv")], newsletter: NewsletterOpt = None
+) -> None:
+    """Export a newsletter's subscribers (with status and consent) to CSV."""
     from subscribers import csvio
 
     with session() as db:
-        n = csvio.export_csv(db, file)
-    console.print(f"Exported {n} subscribers to {file}")
+        nid, slug = _newsletter_id(db, newsletter)
+        n = csvio.export_csv(db, file, nid)
+    console.print(f"Exported {n} subscribers of {slug} to {file}")
 
 
 @subscribers_app.command("add")
@@ -59,25 +73,29 @@ def add(
     confirmed: Annotated[
         bool, typer.Option(help="Consent was already given: mark confirmed.")
     ] = False,
+    newsletter: NewsletterOpt = None,
 ) -> None:
-    """Add one subscriber (pending unless --confirmed)."""
-    from subscribers import store
-    from subscribers.model import SubscriberStatus
+    """Add one subscriber to a newsletter (pending unless --confirmed)."""
+    from subscribers import subscriptions
 
     with session() as db:
-        status = SubscriberStatus.CONFIRMED if confirmed else SubscriberStatus.PENDING
-        row = store.add(db, email, name, status=status, source="cli")
-        console.print(f"{row.email}: {row.status}")
+        nid, slug = _newsletter_id(db, newsletter)
+        status = "confirmed" if confirmed else "pending"
+        m = subscriptions.add(db, nid, email, name, status=status, source="cli")
+        console.print(f"{m.email}: {m.status} ({slug})")
 
 
 @subscribers_app.command("remove")
-def remove(email: Annotated[str, typer.Argument(metavar="EMAIL")]) -> None:
-    """Unsubscribe an address for good (the row stays so no import revives it)."""
-    from subscribers import store
+def remove(
+    email: Annotated[str, typer.Argument(metavar="EMAIL")], newsletter: NewsletterOpt = None
+) -> None:
+    """Unsubscribe an address from a newsletter for good (no import revives it)."""
+    from subscribers import subscriptions
 
     with session() as db:
-        row = store.remove(db, email)
-        console.print(f"{row.email}: {row.status}")
+        nid, slug = _newsletter_id(db, newsletter)
+        m = subscriptions.unsubscribe(db, nid, email, "cli")
+        console.print(f"{m.email}: {m.status} ({slug})")
 
 
 @subscribers_app.command("list")
@@ -87,29 +105,39 @@ def list_(
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 100,
     offset: Annotated[int, typer.Option(help="Skip this many rows.")] = 0,
+    newsletter: NewsletterOpt = None,
 ) -> None:
-    """List subscribers."""
+    """List a newsletter's subscribers."""
     if status is not None and status not in STATUS_NAMES:
         raise typer.BadParameter(f"must be one of {', '.join(STATUS_NAMES)}", param_hint="--status")
     from rich.table import Table
 
-    from subscribers import store
+    from subscribers import subscriptions
 
     with session() as db:
-        rows = store.list_(db, status=status, limit=limit, offset=offset)
+        nid, _slug = _newsletter_id(db, newsletter)
+        rows = subscriptions.members(db, nid, status=status, limit=limit, offset=offset)
         table = Table("id", "email", "name", "status", "since")
-        for r in rows:
-            table.add_row(str(r.id), r.email, r.name, r.status, f"{r.created_at:%Y-%m-%d}")
+        for m in rows:
+            since = m.subscription.created_at if m.subscription else m.subscriber.created_at
+            table.add_row(
+                str(m.subscriber.id),
+                m.email,
+                m.subscriber.name,
+                str(m.status),
+                f"{since:%Y-%m-%d}",
+            )
         console.print(table)
 
 
 @subscribers_app.command("count")
-def count() -> None:
-    """How many subscribers there are, by status."""
-    from subscribers import store
+def count(newsletter: NewsletterOpt = None) -> None:
+    """How many subscribers a newsletter has, by status."""
+    from subscribers import subscriptions
 
     with session() as db:
-        counts = store.count(db)
+        nid, _slug = _newsletter_id(db, newsletter)
+        counts = subscriptions.count(db, nid)
     total = sum(counts.values())
     by_name = {str(k): n for k, n in counts.items()}
     parts = " ".join(f"{k}={by_name.get(k, 0)}" for k in STATUS_NAMES)

@@ -21,18 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, or_, select, update
+from sqlalchemy import String, Table, case, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from digest.clock import utcnow
 from digest.delivery.ledger import Row
 from digest.delivery.models import OWED, Delivery
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.store.base import UTCDateTime
 from digest.store.engine import affected
 from digest.store.leases import db_now
-from subscribers.model import Subscriber
+from subscribers.model import Subscriber, Subscription
 
 TABLE = cast(Table, Delivery.__table__)
 
@@ -50,14 +50,20 @@ def _due(now: ColumnElement[Any]) -> ColumnElement[bool]:
 
 
 def claim(
-    session: Session, issue_id: int, token: str, limit: int, lease_seconds: float
+    session: Session, edition_id: int, token: str, limit: int, lease_seconds: float
 ) -> list[Row]:
     """Claim up to `limit` owed, due, unheld rows of the issue for `token`; return them."""
     release(session, [token])
     now = db_now(session)
     pick = (
         select(TABLE.c.id)
-        .where(TABLE.c.issue_id == issue_id, TABLE.c.status.in_(OWED), _due(now), _free(now))
+        .where(
+            TABLE.c.edition_id == edition_id,
+            TABLE.c.status.in_(OWED),
+            _due(now),
+            _free(now),
+            _running(edition_id),
+        )
         .order_by(TABLE.c.id)
         .limit(limit)
     )
@@ -71,8 +77,25 @@ def claim(
     return held(session, token)
 
 
+def _running(edition_id: Any) -> ColumnElement[bool]:
+    """The edition is sending and not paused (a paused or cancelled send claims nothing)."""
+    return (
+        select(Edition.id)
+        .where(
+            Edition.id == edition_id,
+            Edition.status == EditionStatus.SENDING,
+            Edition.paused_at.is_(None),
+        )
+        .exists()
+    )
+
+
 def held(session: Session, token: str) -> list[Row]:
-    """The owed rows `token` holds, with what is needed to build their messages."""
+    """The owed rows `token` holds, with what is needed to build their messages.
+
+    The status is the address's as the edition's newsletter sees it right now (an
+    unsubscribe or a bounce since the ledger was filled makes the row skipped).
+    """
     rows = session.execute(
         select(
             Delivery.id,
@@ -80,9 +103,15 @@ def held(session: Session, token: str) -> list[Row]:
             Delivery.attempts,
             Subscriber.email,
             Subscriber.name,
-            Subscriber.status,
+            func.coalesce(Subscriber.suppression, Subscription.status, type_=String()),
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .join(Edition, Edition.id == Delivery.edition_id)
+        .outerjoin(
+            Subscription,
+            (Subscription.subscriber_id == Delivery.subscriber_id)
+            & (Subscription.newsletter_id == Edition.newsletter_id),
+        )
         .where(Delivery.claimed_by == token, Delivery.status.in_(OWED))
         .order_by(Delivery.id)
     )
@@ -141,7 +170,7 @@ class Outlook:
         return min(poll, max(0.01, (self.next_at - utcnow()).total_seconds()))
 
 
-def outlook(session: Session, issue_id: int | None = None) -> Outlook:
+def outlook(session: Session, edition_id: int | None = None) -> Outlook:
     """The state of owed rows for one issue, or for every issue that is sending."""
     now = db_now(session)
     live = TABLE.c.claimed_by.is_not(None) & (TABLE.c.lease_until >= now)
@@ -154,22 +183,35 @@ def outlook(session: Session, issue_id: int | None = None) -> Outlook:
             case((live, TABLE.c.lease_until), else_=TABLE.c.next_attempt_at), type_=UTCDateTime()
         ),
     ).where(TABLE.c.status.in_(OWED))
-    if issue_id is None:
-        sending = select(Issue.id).where(Issue.status == IssueStatus.SENDING)
-        query = query.where(TABLE.c.issue_id.in_(sending.scalar_subquery()))
+    if edition_id is None:
+        sending = select(Edition.id).where(
+            Edition.status == EditionStatus.SENDING, Edition.paused_at.is_(None)
+        )
+        query = query.where(TABLE.c.edition_id.in_(sending.scalar_subquery()))
     else:
-        query = query.where(TABLE.c.issue_id == issue_id)
+        query = query.where(TABLE.c.edition_id == edition_id)
     owed, held_n, claimable, next_at = session.execute(query).one()
     return Outlook(int(owed), int(held_n), int(claimable), next_at)
 
 
-def claimable_issue(session: Session) -> int | None:
-    """The oldest issue that is sending and has rows a sender could claim now."""
+def running(session: Session, edition_id: int) -> bool:
+    """Whether senders should still work on the edition (sending, not paused)."""
+    return bool(session.scalar(select(_running(edition_id))))
+
+
+def claimable_edition(session: Session) -> int | None:
+    """The oldest edition that is sending (not paused) with rows a sender could claim now."""
     now = db_now(session)
     return session.scalar(
-        select(TABLE.c.issue_id)
-        .join(Issue, Issue.id == TABLE.c.issue_id)
-        .where(Issue.status == IssueStatus.SENDING, TABLE.c.status.in_(OWED), _due(now), _free(now))
-        .order_by(TABLE.c.issue_id)
+        select(TABLE.c.edition_id)
+        .join(Edition, Edition.id == TABLE.c.edition_id)
+        .where(
+            Edition.status == EditionStatus.SENDING,
+            Edition.paused_at.is_(None),
+            TABLE.c.status.in_(OWED),
+            _due(now),
+            _free(now),
+        )
+        .order_by(TABLE.c.edition_id)
         .limit(1)
     )

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from digest.clock import utcnow
 from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.transports.base import Outcome, Result
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial.models import Edition, EditionStatus
 from digest.store.engine import affected
-from subscribers import store
-from subscribers.model import Subscriber, SubscriberStatus
+from subscribers import store, subscriptions
+from subscribers.model import Subscriber, Subscription, effective
 
 log = logging.getLogger("digest.ledger")
 TABLE = cast(Table, Delivery.__table__)
@@ -60,31 +60,40 @@ def start_lock(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(START_LOCK)))
     else:
-        table = cast(Table, Issue.__table__)
+        table = cast(Table, Edition.__table__)
         session.execute(update(table).where(table.c.id == -1).values(status=table.c.status))
 
 
-def fill(session: Session, issue: Issue) -> int:
-    """Add a pending row for every confirmed subscriber not yet in the ledger."""
-    sel = select(
-        literal(issue.id, Integer),
-        Subscriber.id,
-        literal(DeliveryStatus.PENDING, String),
-        literal(0, Integer),
-        literal("", String),
-    ).where(
-        Subscriber.status == SubscriberStatus.CONFIRMED,
-        ~select(Delivery.id)
-        .where(Delivery.issue_id == issue.id, Delivery.subscriber_id == Subscriber.id)
-        .exists(),
+def fill(session: Session, edition: Edition) -> int:
+    """Add a pending row for every address the newsletter goes to, not yet in the ledger:
+    a confirmed subscription whose address is not suppressed."""
+    sel = (
+        select(
+            literal(edition.id, Integer),
+            Subscription.subscriber_id,
+            literal(DeliveryStatus.PENDING, String),
+            literal(0, Integer),
+            literal("", String),
+        )
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(
+            Subscription.newsletter_id == edition.newsletter_id,
+            subscriptions.mailable(),
+            ~select(Delivery.id)
+            .where(
+                Delivery.edition_id == edition.id,
+                Delivery.subscriber_id == Subscription.subscriber_id,
+            )
+            .exists(),
+        )
     )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # Two processes filling at once (a scheduler and a manual send) must not collide.
     stmt = (
         insert(Delivery)
-        .from_select(["issue_id", "subscriber_id", "status", "attempts", "last_reply"], sel)
-        .on_conflict_do_nothing(index_elements=["issue_id", "subscriber_id"])
+        .from_select(["edition_id", "subscriber_id", "status", "attempts", "last_reply"], sel)
+        .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
     )
     result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
     return affected(result)
@@ -273,7 +282,7 @@ def _claim_state(session: Session, ids: list[int]) -> dict[int, tuple[str | None
     return {i: (holder, at) for i, holder, at in session.execute(query)}
 
 
-def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
+def counts(session: Session, edition_id: int) -> dict[DeliveryStatus, int]:
     """Deliveries by status for one issue (every status present, zero if none)."""
     out: dict[DeliveryStatus, int] = {
         DeliveryStatus.PENDING: 0,
@@ -284,7 +293,7 @@ def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
     }
     rows = session.execute(
         select(Delivery.status, func.count())
-        .where(Delivery.issue_id == issue_id)
+        .where(Delivery.edition_id == edition_id)
         .group_by(Delivery.status)
     )
     for status, n in rows:
@@ -292,36 +301,67 @@ def counts(session: Session, issue_id: int) -> dict[DeliveryStatus, int]:
     return out
 
 
-def finish_if_done(session: Session, issue: Issue) -> bool:
-    """Mark the issue sent when nothing is owed any more (atomic, whoever is last)."""
+def skip_owed(session: Session, edition_id: int, reason: str) -> int:
+    """Mark every owed row that no live claim holds skipped (a cancelled send).
+
+    Rows a sender holds are left to it: it records what the server said, so nothing
+    that went out is ever recorded as skipped. A sender finishing on a cancelled
+    edition skips the rows it gave back the same way.
+    """
+    from digest.store.leases import db_now
+
+    now = db_now(session)
+    free = (TABLE.c.claimed_by.is_(None)) | (TABLE.c.lease_until < now)
+    result = session.execute(
+        update(TABLE)
+        .where(TABLE.c.edition_id == edition_id, TABLE.c.status.in_(OWED), free)
+        .values(
+            status=DeliveryStatus.SKIPPED,
+            last_reply=reason,
+            next_attempt_at=None,
+            claimed_by=None,
+            lease_until=None,
+            updated_at=utcnow(),
+        )
+    )
+    return affected(result)
+
+
+def finish_if_done(session: Session, issue: Edition) -> bool:
+    """Mark a sending edition sent when nothing is owed any more (atomic, whoever is last)."""
     owed = session.scalar(
-        select(func.count()).where(Delivery.issue_id == issue.id, Delivery.status.in_(OWED))
+        select(func.count()).where(Delivery.edition_id == issue.id, Delivery.status.in_(OWED))
     )
     if owed:
         return False
     result = session.execute(
-        update(Issue)
-        .where(Issue.id == issue.id, Issue.status != IssueStatus.SENT)
-        .values(status=IssueStatus.SENT, sent_at=utcnow())
+        update(Edition)
+        .where(Edition.id == issue.id, Edition.status == EditionStatus.SENDING)
+        .values(status=EditionStatus.SENT, sent_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     session.expire(issue)
     return bool(affected(result))
 
 
-def explain(session: Session, issue_id: int, email_key: str) -> dict[str, Any] | None:
+def explain(session: Session, edition: Edition, email_key: str) -> dict[str, Any] | None:
     """One recipient's delivery state, for `digest send --status EMAIL`."""
     row = session.execute(
-        select(Delivery, Subscriber)
+        select(Delivery, Subscriber, Subscription.status)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(and_(Delivery.issue_id == issue_id, Subscriber.email_key == email_key))
+        .outerjoin(
+            Subscription,
+            (Subscription.subscriber_id == Subscriber.id)
+            & (Subscription.newsletter_id == edition.newsletter_id),
+        )
+        .where(and_(Delivery.edition_id == edition.id, Subscriber.email_key == email_key))
     ).first()
     if row is None:
         return None
-    d, s = row
+    d, s, sub_status = row
     return {
         "email": s.email,
-        "subscriber_status": s.status,
+        "subscriber_status": effective(sub_status, s.suppression),
         "status": d.status,
         "attempts": d.attempts,
         "last_code": d.last_code,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from digest.delivery import qp, reference
 from digest.delivery.transports.base import SMTPReady, is_smtp_ready
-from digest.editorial import slots
+from digest.editorial import i18n, slots
 from digest.editorial.render import RenderedIssue
 from digest.headertext import BIDI_CONTROLS
 from digest.settings import Settings
@@ -43,8 +43,14 @@ _SIMPLE_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+\Z"
 # Controls, and bidi controls stored before they were refused (digest.headertext).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f" + BIDI_CONTROLS + "]")
 
-# Gaps in the prepared message, in the order they are filled.
+# Gaps in the prepared message: header gaps, then one per slot marker and part.
 TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
+TEXT_PREFS, HTML_PREFS = 7, 8
+_GAPS = {
+    slots.GREETING: (TEXT_GREETING, HTML_GREETING),
+    slots.UNSUBSCRIBE_URL: (TEXT_UNSUB, HTML_UNSUB),
+    slots.PREFERENCES_URL: (TEXT_PREFS, HTML_PREFS),
+}
 
 
 def fold_header(name: str, value: str, *, utf8: bool = False) -> bytes:
@@ -68,11 +74,27 @@ def encoded_words(name: str, text: str) -> bytes:
     return Header(text, "utf-8", maxlinelen=78, header_name=name).encode(linesep="\r\n").encode()
 
 
+def fold_ascii(name: str, value: str, width: int = 78) -> bytes:
+    """A header of plain printable ASCII, folded before spaces so unfolding gives `value`.
+
+    The stdlib would start a long value on a line of its own ("Subject:" CRLF SP ...),
+    which readers unfold into a leading space.
+    """
+    lines, line = [], f"{name}:"
+    for piece in re.split(r"(?= )", " " + value):
+        if len(line) + len(piece) > width and line.strip() not in ("", f"{name}:"):
+            lines.append(line)
+            line = ""
+        line += piece
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 def subject_header(subject: str) -> bytes:
     # Non-ASCII too: the stdlib's folder can drop a space between encoded words.
-    if "=?" in subject or not subject.isascii():
+    if "=?" in subject or not subject.isascii() or _CONTROL.search(subject):
         return b"Subject: " + encoded_words("Subject", subject) + b"\r\n"
-    return fold_header("Subject", subject)
+    return fold_ascii("Subject", subject)
 
 
 def to_header(email: str, name: str) -> bytes:
@@ -95,10 +117,11 @@ def to_header(email: str, name: str) -> bytes:
     return b"To: " + encoded_words("To", name) + f"\r\n <{email}>\r\n".encode()
 
 
-def greeting(name: str) -> str:
+def greeting(name: str, language: str = "en") -> str:
+    """ "Hello Anna," (or "Hello," without a name), in the newsletter's language."""
     name = _CONTROL.sub(" ", name).strip()
     first = name.split()[0] if name else ""
-    return f"Hello {first}," if first else "Hello,"
+    return i18n.greeting(first, language)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +129,12 @@ class Recipient:
     subscriber_id: int
     email: str
     name: str
-    token: str
+    token: str  # the unsubscribe token (this newsletter)
+    preferences: str = ""  # the preferences-page token (every newsletter)
 
 
 #: A made-up recipient whose message proves a template's static runs SMTP-ready.
-_SAMPLE = Recipient(0, "reader@example.com", "Sample Reader", "A" * 22)
+_SAMPLE = Recipient(0, "reader@example.com", "Sample Reader", "A" * 22, "B" * 22)
 
 
 class MessageTemplate:
@@ -128,14 +152,17 @@ class MessageTemplate:
         nonce: str | None = None,
         extra_headers: dict[str, str] | None = None,
         signer: Signer | None = None,
+        language: str = "en",
     ) -> None:
-        """`signer` (digest.dkim) adds a DKIM-Signature to every built message.
+        """`signer` (digest.dkim) adds a DKIM-Signature to every built message; `language`
+        is the newsletter's (the greeting, and the Content-Language header).
 
         `issue_id` goes into each message's signed reference; 0 (test sends, sign-up
         confirmations) names no edition, so reports about those act on nobody.
         """
         self.issue_key = issue_key
         self.issue_id = issue_id
+        self.language = language
         self.signer = signer
         self.domain = settings.sender_domain
         # Without a key (a preview before set-up) references are signed with a
@@ -149,6 +176,7 @@ class MessageTemplate:
         self._verp_tail = "@" + verp_domain
         self.nonce = nonce or secrets.token_hex(4)
         self.unsub_base = f"{settings.base_url}/unsubscribe/"
+        self.prefs_base = f"{settings.base_url}/preferences/"
         self.mailto = settings.effective_unsubscribe_mailto
         self.msgid_prefix = f"<{issue_key}.".encode()
         self.msgid_suffix = f".{self.nonce}@{self.domain}>\r\n".encode()
@@ -167,6 +195,8 @@ class MessageTemplate:
         if settings.reply_to:
             post.append(fold_header("Reply-To", settings.reply_to))
         post.append(b"Precedence: bulk\r\n")
+        if language and language != "en":
+            post.append(fold_header("Content-Language", language))
         post.append(fold_header("X-Digest-Issue", issue_key))
         for name, value in (extra_headers or {}).items():
             post.append(fold_header(name, value))
@@ -194,10 +224,7 @@ class MessageTemplate:
         self._static.append(self.msgid_suffix + b"".join(tail))
         self._gaps.append(UNSUB_HEADER)
         pending = b"".join(post) + part_head
-        for parts, gap_g, gap_u, closing in (
-            (text_parts, TEXT_GREETING, TEXT_UNSUB, html_head),
-            (html_parts, HTML_GREETING, HTML_UNSUB, end),
-        ):
+        for parts, side, closing in ((text_parts, 0, html_head), (html_parts, 1, end)):
             for chunk, marker in parts:
                 encoded = qp.encode(chunk.encode("utf-8"))
                 if marker is None:
@@ -205,7 +232,7 @@ class MessageTemplate:
                 else:
                     pending += qp.seal(encoded)
                     self._static.append(pending)
-                    self._gaps.append(gap_g if marker == slots.GREETING else gap_u)
+                    self._gaps.append(_GAPS[marker][side])
                     pending = b""
         self._static.append(pending)
         self.size_estimate = sum(map(len, self._static)) + 400
@@ -236,7 +263,8 @@ class MessageTemplate:
         """Static runs with the recipient's values in the gaps, ready to join."""
         url = self.unsub_base + r.token
         url_run = qp.encode_run(url.encode())  # the token is URL-safe: no escaping needed
-        text_greeting, html_greeting = _greeting_runs(greeting(r.name))
+        prefs_run = qp.encode_run((self.prefs_base + r.preferences).encode())
+        text_greeting, html_greeting = _greeting_runs(greeting(r.name, self.language))
         values = {
             TO: to_header(r.email, r.name),
             MSGID: ref.encode(),
@@ -248,6 +276,8 @@ class MessageTemplate:
             HTML_GREETING: html_greeting,
             TEXT_UNSUB: url_run,
             HTML_UNSUB: url_run,
+            TEXT_PREFS: prefs_run,
+            HTML_PREFS: prefs_run,
         }
         out = [self._static[0]]
         for gap, static in zip(self._gaps, self._static[1:]):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from digest.editorial.models import Issue  # noqa: F401 - the ledger refers to issues
+from digest.editorial.models import Edition  # noqa: F401 - the ledger refers to editions
 from digest.store.base import Base, EnumText, UTCDateTime
 from subscribers.model import Subscriber  # noqa: F401 - the ledger refers to subscribers
 
@@ -28,12 +28,12 @@ OWED = (DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)
 
 
 class Delivery(Base):
-    """The ledger: one row per issue x subscriber, the truth about who got what."""
+    """The ledger: one row per edition x subscriber, the truth about who got what."""
 
     __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id"))
+    edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
     status: Mapped[DeliveryStatus] = mapped_column(
         EnumText(DeliveryStatus), default=DeliveryStatus.PENDING
@@ -48,8 +48,8 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
-        UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
-        Index("ix_deliveries_issue_status_id", "issue_id", "status", "id"),
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
+        Index("ix_deliveries_edition_status_id", "edition_id", "status", "id"),
         # Heartbeats and releases look rows up by claim token; most rows have none.
         Index(
             "ix_deliveries_claimed_by",

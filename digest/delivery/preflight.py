@@ -15,7 +15,7 @@ from digest.delivery.dkimkeys import MIN_RECOMMENDED_RSA_BITS
 from digest.delivery.message import Recipient
 from digest.delivery.sender import template_for
 from digest.editorial import spamscore
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check
 from digest.errors import DigestError, SettingsError
 from digest.privatefiles import exposed
@@ -24,8 +24,8 @@ from digest.settings import Settings
 __all__ = ["ERROR", "INFO", "WARNING", "Finding", "Report", "check", "check_issue"]
 
 
-def check_issue(issue: Issue, settings: Settings, *, spam: bool = True) -> Report:
-    """Preflight an Issue row (uses its frozen content for subject and preheader).
+def check_issue(issue: Edition, settings: Settings, *, spam: bool = True) -> Report:
+    """Preflight an Edition row (uses its frozen content for subject and preheader).
 
     Adds the DKIM set-up and, unless `spam` is False, SpamAssassin's offline score of
     a sample message (remembered per content, since it takes a second or two).
@@ -39,6 +39,7 @@ def check_issue(issue: Issue, settings: Settings, *, spam: bool = True) -> Repor
         preheader=str(content.get("preheader") or issue.preheader),
         key=issue.key,
         settings=settings,
+        view_url=content.get("view_url"),
     )
     for line in exposed(settings):  # the key file among them
         r.add(WARNING, "file-mode", line)
@@ -80,7 +81,7 @@ _SPAM_CACHE: dict[str, spamscore.SpamScore] = {}
 _SAMPLE = ("reader@example.com", "Sample Reader", "preflight-sample-token")
 
 
-def _check_spam(r: Report, issue: Issue, subject: str, settings: Settings) -> None:
+def _check_spam(r: Report, issue: Edition, subject: str, settings: Settings) -> None:
     exe = spamscore.find(settings.spamassassin)
     if exe is None:
         why = (

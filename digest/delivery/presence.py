@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.delivery import claims
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition
 from digest.store import leases
 
 PREFIX = "sender/"
@@ -46,23 +46,23 @@ class Presence:
     def token(self, batch: int) -> str:
         return self.holder.token(batch)
 
-    def join(self, session: Session, issue_id: int | None = None) -> None:
+    def join(self, session: Session, edition_id: int | None = None) -> None:
         leases.acquire(
             session,
             self.name,
             self.holder,
             self.lease_seconds,
             role=self.role,
-            issue_id=issue_id,
+            edition_id=edition_id,
             sent=0,
         )
 
-    def beat(self, session: Session, issue_id: int | None, sent: int) -> None:
+    def beat(self, session: Session, edition_id: int | None, sent: int) -> None:
         """Say we are alive and what we are on; re-join if a peer pruned us meanwhile."""
         if not leases.renew(
-            session, self.name, self.holder, self.lease_seconds, issue_id=issue_id, sent=sent
+            session, self.name, self.holder, self.lease_seconds, edition_id=edition_id, sent=sent
         ):
-            self.join(session, issue_id)
+            self.join(session, edition_id)
 
     def leave(self, session: Session) -> None:
         leases.release(session, self.name, self.holder)
@@ -95,8 +95,10 @@ class Active:
 def active(session: Session) -> list[Active]:
     """Senders whose lease still binds."""
     rows = leases.live(session, PREFIX)
-    ids = {r.issue_id for r in rows if r.issue_id is not None}
-    keys = {i: k for i, k in session.execute(select(Issue.id, Issue.key).where(Issue.id.in_(ids)))}
+    ids = {r.edition_id for r in rows if r.edition_id is not None}
+    keys = {
+        i: k for i, k in session.execute(select(Edition.id, Edition.key).where(Edition.id.in_(ids)))
+    }
     now = utcnow()
     out = []
     for r in rows:
@@ -106,7 +108,7 @@ def active(session: Session) -> list[Active]:
                 r.role,
                 r.label.rsplit(" pid ", 1)[0],
                 r.pid,
-                keys.get(r.issue_id) if r.issue_id is not None else None,
+                keys.get(r.edition_id) if r.edition_id is not None else None,
                 r.sent,
                 max(0.0, (now - r.renewed_at).total_seconds()),
             )

@@ -30,14 +30,14 @@ from digest.delivery.message import MessageTemplate, Recipient
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.presence import Presence, reap
 from digest.delivery.transports.base import Outbound, Outcome, Result, Transport
-from digest.editorial.models import Issue
+from digest.editorial.models import Edition, EditionStatus
 from digest.editorial.render import RenderedIssue
 from digest.settings import Settings
 from digest.store import retry
 from digest.store.engine import session_scope
 from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.model import SubscriberStatus
-from subscribers.tokens import make_token
+from subscribers.tokens import EVERY_LIST, PREFERENCES, UNSUBSCRIBE, make_token
 
 log = logging.getLogger("digest.sender")
 T = TypeVar("T")
@@ -64,6 +64,7 @@ class SendReport:
     finished: bool = False
     waiting_until: datetime | None = None
     claimed: int = 0  # rows this run took on (0: nothing was there for it to send)
+    halted: str = ""  # "paused" or "cancelled" when an operator stopped the send
 
     @property
     def attempted(self) -> int:
@@ -86,9 +87,13 @@ class SendReport:
 
     def summary(self) -> str:
         t = self.totals
-        state = "complete" if self.finished else ("stopped" if self.stopped else "incomplete")
+        state = (
+            "complete"
+            if self.finished
+            else self.halted or ("stopped" if self.stopped else "incomplete")
+        )
         return (
-            f"issue={self.issue_key} state={state} sent={self.run[DeliveryStatus.SENT]} "
+            f"edition={self.issue_key} state={state} sent={self.run[DeliveryStatus.SENT]} "
             f"deferred={self.run[DeliveryStatus.DEFERRED]} failed={self.run[DeliveryStatus.FAILED]} skipped={self.run[DeliveryStatus.SKIPPED]} "
             f"duration={self.duration:.1f}s rate={self.rate:.0f}/s "
             f"ledger: sent={t.get(DeliveryStatus.SENT, 0)} owed={self.owed} failed={t.get(DeliveryStatus.FAILED, 0)} "
@@ -114,8 +119,13 @@ class RateLimiter:
         await asyncio.sleep(due - now)
 
 
-def template_for(issue: Issue, settings: Settings, *, subject_prefix: str = "") -> MessageTemplate:
-    """The issue's message, prepared once for this run (DKIM-signed when a key is set)."""
+def template_for(
+    issue: Edition, settings: Settings, *, subject_prefix: str = ""
+) -> MessageTemplate:
+    """The edition's message, prepared once for this run (DKIM-signed when a key is set).
+
+    `settings` are the edition's newsletter's (digest.editorial.newsletters.settings_for).
+    """
     from digest.delivery.dkim import signer_for
 
     subject = subject_prefix + (issue.content.get("subject") or issue.subject)
@@ -127,6 +137,7 @@ def template_for(issue: Issue, settings: Settings, *, subject_prefix: str = "") 
         subject=subject,
         date=utcnow(),
         signer=signer_for(settings),
+        language=str((issue.content.get("newsletter") or {}).get("language") or "en"),
     )
 
 
@@ -145,7 +156,7 @@ class Sender:
         self,
         engine: Engine,
         settings: Settings,
-        issue: Issue,
+        issue: Edition,
         transport: Transport,
         *,
         on_progress: Callable[[SendReport], None] | None = None,
@@ -273,8 +284,9 @@ class Sender:
         utf8 = needs_smtputf8(row.email)
         try:
             wire = row.email if utf8 else ascii_address(row.email)
-            token = make_token(self._secret, "unsubscribe", row.subscriber_id, self._list_id)
-            recipient = Recipient(row.subscriber_id, wire, row.name, token)
+            token = make_token(self._secret, UNSUBSCRIBE, row.subscriber_id, self._list_id)
+            prefs = make_token(self._secret, PREFERENCES, row.subscriber_id, EVERY_LIST)
+            recipient = Recipient(row.subscriber_id, wire, row.name, token, prefs)
             sender, data = self.template.envelope(recipient)
         except (ValueError, UnicodeError) as exc:  # one bad row must not stop Friday's send
             log.warning("cannot build message for subscriber %s: %s", row.subscriber_id, exc)
@@ -351,15 +363,15 @@ class Sender:
     async def _claim(self) -> list[ledger.Row]:
         self._batches += 1
         token = self.presence.token(self._batches)
-        issue_id, size, lease = self.issue.id, self.batch_size, self.settings.lease_seconds
-        rows = await self._in_db(lambda s: claims.claim(s, issue_id, token, size, lease))
+        edition_id, size, lease = self.issue.id, self.batch_size, self.settings.lease_seconds
+        rows = await self._in_db(lambda s: claims.claim(s, edition_id, token, size, lease))
         if rows:
             self._held[token] = len(rows)
             self.report.claimed += len(rows)
         return rows
 
     async def _passes(self, queue: asyncio.Queue[ledger.Row]) -> None:
-        issue_id = self.issue.id
+        edition_id = self.issue.id
         while not self.stop.is_set():
             while not self.stop.is_set():
                 batch = await self._claim()
@@ -374,11 +386,18 @@ class Sender:
             if self.stop.is_set() or not self.wait_for_retries:
                 return
 
-            def look(session: Session) -> claims.Outlook:
+            def look(session: Session) -> tuple[claims.Outlook, str]:
                 reap(session, self.presence)
-                return claims.outlook(session, issue_id)
+                if claims.running(session, edition_id):
+                    return claims.outlook(session, edition_id), ""
+                edition = session.get(Edition, edition_id)
+                paused = edition is not None and edition.paused_at is not None
+                return claims.outlook(session, edition_id), "paused" if paused else "cancelled"
 
-            outlook = await self._in_db(look)
+            outlook, halted = await self._in_db(look)
+            if halted:
+                self.report.halted = halted
+                return
             if not outlook.owed:
                 return
             delay = outlook.wait(self.settings.worker_poll_seconds)
@@ -397,6 +416,9 @@ class Sender:
         issue = self.issue
 
         def done(session: Session) -> tuple[bool, dict[DeliveryStatus, int]]:
+            current = session.get(Edition, issue.id)
+            if current is not None and current.status == EditionStatus.CANCELLED:
+                ledger.skip_owed(session, issue.id, f"skipped: {current.note or 'cancelled'}")
             finished = ledger.finish_if_done(session, session.merge(issue))
             return finished, ledger.counts(session, issue.id)
 
@@ -422,6 +444,6 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-def ledger_totals(engine: Engine, issue_id: int) -> dict[DeliveryStatus, int]:
+def ledger_totals(engine: Engine, edition_id: int) -> dict[DeliveryStatus, int]:
     with session_scope(engine) as session:
-        return ledger.counts(session, issue_id)
+        return ledger.counts(session, edition_id)

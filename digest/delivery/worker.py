@@ -27,7 +27,8 @@ from digest.delivery.presence import Presence, reap
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Transport
-from digest.editorial.models import Issue, IssueStatus
+from digest.editorial import newsletters
+from digest.editorial.models import Edition, EditionStatus, Newsletter
 from digest.errors import StateError, TransportError
 from digest.settings import Settings
 from digest.store import retry
@@ -117,16 +118,17 @@ class Worker:
             await self._db(lambda s: self.presence.leave(s))
         return self.report
 
-    async def _send(self, issue: Issue) -> None:
+    async def _send(self, found: tuple[Edition, Settings]) -> None:
         # A Sender sets its stop event when its transport fails; that must end this
         # run only, not the worker, so it gets an event of its own that ours sets.
+        issue, own = found
         halt = asyncio.Event()
         relay = asyncio.create_task(self._relay(halt))
         try:
-            async with self.transport_factory(self.settings) as transport:
+            async with self.transport_factory(own) as transport:
                 sender = Sender(
                     self.engine,
-                    self.settings,
+                    own,
                     issue,
                     transport,
                     stop=halt,
@@ -150,11 +152,17 @@ class Worker:
         except TimeoutError:
             pass
 
-    def _next_issue(self, session: Session) -> Issue | None:
-        """The oldest sending issue with rows to claim now (after freeing dead peers' rows)."""
+    def _next_issue(self, session: Session) -> tuple[Edition, Settings] | None:
+        """The oldest sending edition with rows to claim now (after freeing dead peers'
+        rows), with its newsletter's view of the settings (sender, List-Id ...)."""
         reap(session, self.presence)
-        issue_id = claims.claimable_issue(session)
-        return session.get(Issue, issue_id) if issue_id is not None else None
+        edition_id = claims.claimable_edition(session)
+        edition = session.get(Edition, edition_id) if edition_id is not None else None
+        if edition is None:
+            return None
+        newsletter = session.get(Newsletter, edition.newsletter_id)
+        assert newsletter is not None
+        return edition, newsletters.settings_for(self.settings, newsletter)
 
     def _idle(self, session: Session) -> claims.Outlook:
         """Nothing to claim: say we are alive, close finished sends, see what is left."""
@@ -166,7 +174,11 @@ class Worker:
 def finish_idle(session: Session) -> int:
     """Mark sent every sending issue that owes nothing (its last sender died before)."""
     owed = (
-        select(Delivery.id).where(Delivery.issue_id == Issue.id, Delivery.status.in_(OWED)).exists()
+        select(Delivery.id)
+        .where(Delivery.edition_id == Edition.id, Delivery.status.in_(OWED))
+        .exists()
     )
-    done = session.scalars(select(Issue).where(Issue.status == IssueStatus.SENDING, ~owed)).all()
+    done = session.scalars(
+        select(Edition).where(Edition.status == EditionStatus.SENDING, ~owed)
+    ).all()
     return sum(ledger.finish_if_done(session, issue) for issue in done)

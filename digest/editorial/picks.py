@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.clock import utcnow
 from digest.editorial.models import Pick
 from digest.errors import InputError, NotFound, StateError
 from digest.store.base import MAX_ID
@@ -129,28 +130,69 @@ def validate_pick(
     return pick
 
 
-# -- store ---------------------------------------------------------------------
+# -- store ---------------------------------------------------------------------------------
+#
+# Picks belong to an edition. Their order is the order readers see: the featured story
+# first, then the sections in their configured order, each by position. Everything that
+# lists or moves picks (the CLI, the desk, the render) uses `live_picks`, so moving a
+# pick moves it in the email.
 
 
-def unfrozen(session: Session) -> list[Pick]:
-    """This week's picks (not yet in any issue), in editor order."""
-    stmt = select(Pick).where(Pick.issue_id.is_(None)).order_by(Pick.position, Pick.id)
-    return list(session.scalars(stmt))
+def email_order(rows: list[Pick], sections: list[str]) -> list[Pick]:
+    """Featured first, then by section (configured order, unknown ones last), then position."""
+    rank = {s: i for i, s in enumerate(sections)}
+    return sorted(
+        rows,
+        key=lambda p: (
+            not p.featured,
+            rank.get(p.section, len(rank)),
+            p.section if p.section not in rank else "",
+            p.position,
+            p.id,
+        ),
+    )
 
 
-def add_pick(session: Session, pick: PickIn) -> Pick:
-    """Append a pick at the end of this week's list."""
-    last = session.scalar(select(func.max(Pick.position)).where(Pick.issue_id.is_(None)))
-    row = Pick(**pick.model_dump(), position=(last or 0) + 1)
+def live_picks(session: Session, edition_id: int, sections: list[str]) -> list[Pick]:
+    """An edition's picks (not removed), in the order the email shows them."""
+    rows = session.scalars(
+        select(Pick).where(Pick.edition_id == edition_id, Pick.removed_at.is_(None))
+    ).all()
+    return email_order(list(rows), sections)
+
+
+def add_pick(session: Session, edition_id: int, pick: PickIn) -> Pick:
+    """Append a pick at the end of its section in the edition."""
+    last = session.scalar(
+        select(func.max(Pick.position)).where(
+            Pick.edition_id == edition_id, Pick.removed_at.is_(None)
+        )
+    )
+    row = Pick(**pick.model_dump(), edition_id=edition_id, position=(last or 0) + 1)
     if pick.featured:
-        _clear_featured(session)
+        _clear_featured(session, edition_id)
     session.add(row)
     session.flush()
     return row
 
 
-def _clear_featured(session: Session) -> None:
-    for other in unfrozen(session):
+def same_url(
+    session: Session, edition_id: int, url: str, *, exclude: int | None = None
+) -> list[Pick]:
+    """Other live picks of the edition with this URL (an editor picked it twice)."""
+    key = url.strip().rstrip("/")
+    rows = session.scalars(
+        select(Pick).where(
+            Pick.edition_id == edition_id, Pick.removed_at.is_(None), Pick.id != (exclude or -1)
+        )
+    )
+    return [p for p in rows if p.url.strip().rstrip("/") == key]
+
+
+def _clear_featured(session: Session, edition_id: int) -> None:
+    for other in session.scalars(
+        select(Pick).where(Pick.edition_id == edition_id, Pick.featured.is_(True))
+    ):
         other.featured = False
 
 
@@ -161,17 +203,25 @@ def get_pick(session: Session, pick_id: int) -> Pick:
     return row
 
 
-def _editable(session: Session, pick_id: int) -> Pick:
+def editable(session: Session, pick_id: int, edition_id: int | None = None) -> Pick:
+    """A pick that may change: in an open edition (and in `edition_id` when given)."""
+    from digest.editorial.models import OPEN, Edition
+
     row = get_pick(session, pick_id)
-    if row.issue_id is not None:
-        raise StateError(f"pick {pick_id} belongs to an issue that is already being sent")
+    edition = session.get(Edition, row.edition_id)
+    if edition_id is not None and row.edition_id != edition_id:
+        raise NotFound(f"pick {pick_id} is not in this edition (see `digest picks list`)")
+    if edition is None or edition.status not in OPEN:
+        raise StateError(f"pick {pick_id} belongs to an edition that is already being sent")
+    if row.removed_at is not None:
+        raise NotFound(f"pick {pick_id} was removed")
     return row
 
 
 def update_pick(session: Session, pick_id: int, pick: PickIn) -> Pick:
-    row = _editable(session, pick_id)
+    row = editable(session, pick_id)
     if pick.featured and not row.featured:
-        _clear_featured(session)
+        _clear_featured(session, row.edition_id)
     for key, value in pick.model_dump().items():
         setattr(row, key, value)
     session.flush()
@@ -179,42 +229,76 @@ def update_pick(session: Session, pick_id: int, pick: PickIn) -> Pick:
 
 
 def set_featured(session: Session, pick_id: int) -> Pick:
-    row = _editable(session, pick_id)
-    _clear_featured(session)
+    row = editable(session, pick_id)
+    _clear_featured(session, row.edition_id)
     row.featured = True
     session.flush()
     return row
 
 
 def remove_pick(session: Session, pick_id: int) -> Pick:
-    row = _editable(session, pick_id)
-    session.delete(row)
+    """Take a pick out of the edition; `restore_pick` undoes it."""
+    row = editable(session, pick_id)
+    row.removed_at = utcnow()
     session.flush()
-    renumber(session)
     return row
 
 
-def move_pick(session: Session, pick_id: int, position: int) -> list[Pick]:
-    """Move a pick to 1-based `position` among this week's picks."""
-    row = _editable(session, pick_id)
-    rows = [p for p in unfrozen(session) if p.id != row.id]
+def restore_pick(session: Session, pick_id: int) -> Pick:
+    """Undo a removal (while the edition is still open)."""
+    from digest.editorial.models import OPEN, Edition
+
+    row = get_pick(session, pick_id)
+    edition = session.get(Edition, row.edition_id)
+    if edition is None or edition.status not in OPEN:
+        raise StateError(f"pick {pick_id} belongs to an edition that is already being sent")
+    if row.featured and any(
+        p.featured for p in live_picks(session, row.edition_id, []) if p.id != row.id
+    ):
+        row.featured = False  # another story was featured meanwhile
+    row.removed_at = None
+    session.flush()
+    return row
+
+
+def move_pick(
+    session: Session, pick_id: int, position: int, sections: list[str]
+) -> tuple[list[Pick], str]:
+    """Move a pick to 1-based `position` in the email's order.
+
+    A pick stays within its own section (and the featured story stays first): a
+    position outside that block moves it to the block's nearest end, and the note
+    says so. Returns the new order and the note ("" when the move was exact).
+    """
     if position < 1:
         raise InputError(f"position must be 1 or more, got {position}", field="POSITION")
-    rows.insert(min(position, len(rows) + 1) - 1, row)
-    for i, p in enumerate(rows, start=1):
+    row = editable(session, pick_id)
+    order = live_picks(session, row.edition_id, sections)
+    block = [
+        p
+        for p in order
+        if p.featured == row.featured and (row.featured or p.section == row.section)
+    ]
+    start = order.index(block[0]) + 1
+    end = start + len(block) - 1
+    note = ""
+    if not start <= position <= end:
+        where = "the featured story" if row.featured else f"the {row.section} section"
+        note = (
+            f"pick {pick_id} stays in {where} (positions {start}-{end}); "
+            f"change its section with `digest picks edit {pick_id} --section ...`"
+        )
+        position = min(max(position, start), end)
+    others = [p for p in block if p.id != row.id]
+    others.insert(position - start, row)
+    for i, p in enumerate(others, start=1):
         p.position = i
     session.flush()
-    return rows
-
-
-def renumber(session: Session) -> None:
-    for i, p in enumerate(unfrozen(session), start=1):
-        p.position = i
-    session.flush()
+    return live_picks(session, row.edition_id, sections), note
 
 
 def pick_to_dict(p: Pick) -> dict[str, Any]:
-    """The snapshot form of a pick, as frozen into an issue."""
+    """The snapshot form of a pick, as frozen into an edition."""
     return {
         "id": p.id,
         "url": p.url,

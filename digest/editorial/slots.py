@@ -11,8 +11,10 @@ from __future__ import annotations
 UNSUBSCRIBE_URL = "__DIGEST_UNSUBSCRIBE_URL__"
 #: The greeting line, e.g. "Hello Anna," or "Hello," when no name is known.
 GREETING = "__DIGEST_GREETING__"
+#: The recipient's own page to choose newsletters or leave them all.
+PREFERENCES_URL = "__DIGEST_PREFERENCES_URL__"
 
-ALL = (UNSUBSCRIBE_URL, GREETING)
+ALL = (UNSUBSCRIBE_URL, GREETING, PREFERENCES_URL)
 MARKER_PREFIX = "__DIGEST_"
 
 

@@ -1,13 +1,23 @@
-"""What one firing of the weekly schedule does: the `digest build` + `digest send` path.
+"""What the scheduler does: send each newsletter's open edition when its time comes.
 
-Build (freeze this week's picks, render), preflight (errors block the automatic
-send and alert the operator), start the send (campaign.prepare_send: the atomic
-FROZEN -> SENDING change in the database) and deliver it with the Sender. Every
-step is keyed by the week of the scheduled time, so the database decides what is
-left to do: a SENT issue makes a firing a no-op, a SENDING one is resumed from
-its ledger. Each run ends in exactly one greppable log line:
+The database holds the plan: every newsletter has one open edition with a planned send
+time (its schedule's next slot, or a time an editor chose). `Runner.check` looks at
+every newsletter, starts a run for each edition that is due, resumes sends that broke
+off, and says when the next one is due. A run is the `digest send` path: the campaign
+manager checks everything (something picked, someone to send to, the preflight, the
+SMTP server) before the edition changes state, then the Sender delivers it.
 
-    scheduler run key=2026-W48 trigger=schedule outcome=sent sent=30 ... duration=1.2s
+- Within DIGEST_MISFIRE_GRACE of its time a due edition is sent, late if the scheduler
+  was down; a run that fails (nothing picked, nobody subscribed, preflight errors, SMTP
+  down) is tried again every DIGEST_SCHEDULER_RETRY and the operator is alerted once.
+- Past the grace it is missed: not sent, the operator is alerted, and the draft moves to
+  the next slot with its picks.
+- The edition's atomic move to `sending` decides in the database that it is sent once,
+  whatever else fires or sends at the same moment.
+
+Each run ends in exactly one greppable log line:
+
+    scheduler run newsletter=default key=2026-W48 trigger=schedule outcome=sent sent=30 ...
 """
 
 from __future__ import annotations
@@ -17,45 +27,54 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.delivery import campaign, ledger, preflight
+from digest.delivery import campaign
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender, SendReport
 from digest.delivery.transports import make_transport
-from digest.editorial import editions
-from digest.editorial.models import Issue, IssueStatus
-from digest.editorial.picks import unfrozen
+from digest.editorial import editions, newsletters
+from digest.editorial.models import OPEN, Edition, EditionStatus, Newsletter
+from digest.editorial.picks import live_picks
 from digest.errors import StateError
 from digest.scheduling.alerts import send_alert
-from digest.scheduling.trigger import describe, describe_duration, previous_fire_time
+from digest.scheduling.trigger import describe, describe_duration
 from digest.settings import Settings
 from digest.store.engine import session_scope
 
 log = logging.getLogger("digest.scheduler")
 T = TypeVar("T")
 PROGRESS_EVERY = 30.0  # seconds between progress lines during a long send
+#: The longest the scheduler sleeps between looks at the database (edits to planned
+#: times, new newsletters, sends started elsewhere are noticed this quickly).
+POLL = 5.0
 
 # Outcomes, as they appear after outcome= in the log.
 SENT_OUT = "sent"
-ALREADY_SENT = "already-sent"
 NOTHING_PICKED = "nothing-picked"
+NO_SUBSCRIBERS = "no-subscribers"
 PREFLIGHT_FAILED = "preflight-failed"
 MISSED = "missed"
 STOPPED = "stopped"
+PAUSED = "paused"
+CANCELLED = "cancelled"
 INCOMPLETE = "incomplete"
 ERROR = "error"
+#: Outcomes that leave the edition due: the run is tried again (within the grace).
+RETRIED = (NOTHING_PICKED, NO_SUBSCRIBERS, PREFLIGHT_FAILED, INCOMPLETE, ERROR)
 
 
 @dataclass
 class RunResult:
     """How one run ended; `counts` are this run's deliveries, `totals` the ledger's."""
 
+    newsletter: str
     key: str
     trigger: str
     outcome: str
@@ -69,6 +88,7 @@ class RunResult:
         c, t = self.counts, self.totals
         owed = t.get(DeliveryStatus.PENDING, 0) + t.get(DeliveryStatus.DEFERRED, 0)
         parts = [
+            f"newsletter={self.newsletter}",
             f"key={self.key}",
             f"trigger={self.trigger}",
             f"outcome={self.outcome}",
@@ -87,164 +107,176 @@ class RunResult:
         return f"{line} detail={self.detail!r}" if self.detail else line
 
 
-class Runner:
-    """Runs the weekly job and resumes; one asyncio task per run, one run per key at a time."""
+@dataclass(frozen=True)
+class Due:
+    """An edition the scheduler should act on now."""
 
-    def __init__(
-        self, engine: Engine, settings: Settings, trigger: Any, halt: asyncio.Event
-    ) -> None:
+    edition_id: int
+    newsletter: str
+    key: str
+    planned_at: datetime | None
+    trigger: str  # "schedule" or "resume"
+
+
+class Runner:
+    """Runs due editions and resumes broken-off sends; one asyncio task per edition."""
+
+    def __init__(self, engine: Engine, settings: Settings, halt: asyncio.Event) -> None:
         self.engine = engine
         self.settings = settings
-        self.trigger = trigger
         self.halt = halt
         self.results: list[RunResult] = []
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._queued: set[str] = set()
+        self._running: set[int] = set()
+        self._tried: dict[int, float] = {}  # edition id -> monotonic time of the last run
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._alerted: set[tuple[str, str]] = set()
+        self._alerted: set[tuple[int, str]] = set()
+        self._first = True
 
-    # -- entry points ------------------------------------------------------------
+    # -- the loop's one step ---------------------------------------------------------------
 
-    def fire(self, now: datetime | None = None) -> None:
-        """The schedule fired: send the issue of the week the fire time falls in."""
-        now = now or utcnow()
-        due = previous_fire_time(self.trigger, now) or now
-        self.spawn(editions.week_key(due, self.settings), "schedule", due)
+    async def check(self) -> float:
+        """Start what is due; return seconds until something may next be due (<= POLL)."""
+        now = utcnow()
+        due, missed, next_at = await self._db(lambda s: self._survey(s, now))
+        for item in missed:
+            await self._report_missed(item)
+        retry = self.settings.scheduler_retry
+        for item in due:
+            last = self._tried.get(item.edition_id)
+            if item.edition_id in self._running:
+                continue
+            if last is not None and time.monotonic() - last < retry:
+                continue
+            if self._first and item.trigger == "schedule" and item.planned_at is not None:
+                late = (now - item.planned_at).total_seconds()
+                if late > 1:
+                    log.warning(
+                        "scheduler: the send of %s %s due %s was missed while no scheduler "
+                        "ran; catching up (within DIGEST_MISFIRE_GRACE, %s)",
+                        item.newsletter,
+                        item.key,
+                        describe(item.planned_at, self.settings.tz),
+                        describe_duration(self.settings.misfire_grace),
+                    )
+            self.spawn(item)
+        self._first = False
+        if next_at is None:
+            return POLL
+        return max(0.0, min(POLL, (next_at - utcnow()).total_seconds()))
+
+    def _survey(
+        self, session: Session, now: datetime
+    ) -> tuple[list[Due], list[Due], datetime | None]:
+        """Due editions, missed ones (rolled to their next slot here), and the next due time."""
+        grace = timedelta(seconds=self.settings.misfire_grace)
+        due: list[Due] = []
+        missed: list[Due] = []
+        upcoming: list[datetime] = []
+        for nl in newsletters.all_(session) or [newsletters.ensure_default(session)]:
+            edition = editions.open_edition(session, self.settings, nl)
+            planned = edition.planned_at
+            if planned is not None and planned <= now:
+                item = Due(edition.id, nl.slug, edition.key, planned, "schedule")
+                if now - planned > grace and edition.id not in self._running:
+                    editions.roll_to_next_slot(session, self.settings, nl, edition)
+                    missed.append(item)
+                    if edition.planned_at is not None:
+                        upcoming.append(edition.planned_at)
+                else:
+                    due.append(item)
+            elif planned is not None:
+                upcoming.append(planned)
+        due.extend(_sending(session))
+        return due, missed, min(upcoming) if upcoming else None
+
+    # -- runs ------------------------------------------------------------------------------------
 
     async def resume_all(self) -> list[str]:
         """Resume every send that was cut off (a crash, a kill, a lost SMTP server)."""
-        keys = await self._db(
-            lambda s: list(s.scalars(select(Issue.key).where(Issue.status == IssueStatus.SENDING)))
-        )
-        for key in keys:
-            self.spawn(key, "resume")
-        return keys
+        sending = await self._db(_sending)
+        for item in sending:
+            self.spawn(item)
+        return [f"{d.newsletter} {d.key}" for d in sending]
 
-    def missed(self, due: datetime) -> None:
-        """APScheduler gave up on a fire time older than the grace period."""
-        self._track(self._report_missed(due))
-
-    def spawn(self, key: str, trigger: str, due: datetime | None = None) -> None:
-        if self.halt.is_set():
+    def spawn(self, item: Due) -> None:
+        if self.halt.is_set() or item.edition_id in self._running:
             return
-        if key in self._queued:
-            log.info("scheduler: a run for %s is already waiting; not queuing another", key)
-            return
-        self._queued.add(key)
-        self._track(self._run(key, trigger, due))
+        self._running.add(item.edition_id)
+        self._tried[item.edition_id] = time.monotonic()
+        task = asyncio.get_running_loop().create_task(self._run(item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
         """Wait for every run to end (they stop early once `halt` is set)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def _track(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # -- one run -----------------------------------------------------------------
-
-    async def _run(self, key: str, trigger: str, due: datetime | None) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
+    async def _run(self, item: Due) -> None:
+        started = time.monotonic()
         try:
-            async with lock:
-                self._queued.discard(key)
-                started = time.monotonic()
-                try:
-                    result = await self._run_locked(key, trigger, due)
-                except Exception as exc:  # keep the scheduler alive, say what happened
-                    log.exception("scheduler: run for %s failed", key)
-                    result = RunResult(key, trigger, ERROR, due, detail=one_line(exc))
-                result.duration = time.monotonic() - started
+            result = await self._run_one(item)
+        except Exception as exc:  # keep the scheduler alive, say what happened
+            log.exception("scheduler: run for %s %s failed", item.newsletter, item.key)
+            result = RunResult(item.newsletter, item.key, item.trigger, ERROR, item.planned_at)
+            result.detail = one_line(exc)
         finally:
-            self._queued.discard(key)
+            self._running.discard(item.edition_id)
+        result.duration = time.monotonic() - started
         self.results.append(result)
         del self.results[:-100]
-        level = logging.INFO if result.outcome in (SENT_OUT, ALREADY_SENT) else logging.WARNING
-        log.log(logging.ERROR if result.outcome == ERROR else level, "%s", result.line())
-        await self._after(result)
+        quiet = result.outcome in (SENT_OUT, PAUSED, CANCELLED)
+        level = (
+            logging.ERROR if result.outcome == ERROR else logging.INFO if quiet else logging.WARNING
+        )
+        log.log(level, "%s", result.line())
+        if result.outcome not in RETRIED:
+            self._tried.pop(item.edition_id, None)
+        await self._after(item, result)
 
-    async def _run_locked(self, key: str, trigger: str, due: datetime | None) -> RunResult:
-        status = await self._db(lambda s: _status(s, key))
-        if status == IssueStatus.SENT:
-            totals = await self._db(lambda s: _totals(s, key))
-            return RunResult(key, trigger, ALREADY_SENT, due, totals=totals)
-        if trigger == "retry" and status != IssueStatus.SENDING and due and self._past_grace(due):
-            when = describe(due, self.settings.tz)
-            await self._alert(
-                key,
-                MISSED,
-                f"issue {key} was NOT sent: it kept failing since {when}",
-                f"The weekly send of issue {key} was due {when} and failed every time since "
-                "(see the earlier alert). It is now past DIGEST_MISFIRE_GRACE, so the "
-                f"scheduler stops trying.\n\nTo send it now: `digest send --issue {key}`.",
-            )
-            detail = "still failing past DIGEST_MISFIRE_GRACE; no more retries"
-            return RunResult(key, trigger, MISSED, due, detail=detail)
+    async def _run_one(self, item: Due) -> RunResult:
+        def result(outcome: str, detail: str = "", report: SendReport | None = None) -> RunResult:
+            r = RunResult(item.newsletter, item.key, item.trigger, outcome, item.planned_at)
+            r.detail = detail
+            if report is not None:
+                r.counts, r.totals = report.run, report.totals
+            return r
+
         if self.halt.is_set():
-            return RunResult(key, trigger, STOPPED, due)
-        checked: Issue | None = None
-        if status != IssueStatus.SENDING:
-            if not await self._db(lambda s: bool(unfrozen(s))):
-                await self._alert(
-                    key,
-                    NOTHING_PICKED,
-                    f"nothing picked for {key}: no digest was sent",
-                    f"The schedule fired for issue {key}, but no stories are picked, so "
-                    "nothing was sent.\n\nPicks added from now on go into the next issue "
-                    "(`digest picks add`, or the desk). To send this week's issue anyway, "
-                    f"add picks and run `digest send --issue {key}`.",
-                )
-                return RunResult(key, trigger, NOTHING_PICKED, due)
-            try:
-                checked = await asyncio.to_thread(campaign.build, self.engine, self.settings, key)
-            except StateError:  # a manual `digest send` started it a moment ago
-                status = await self._db(lambda s: _status(s, key))
-                if status not in (IssueStatus.SENDING, IssueStatus.SENT):
-                    raise
-            if checked is not None:
-                blocked = await self._preflight(key, checked, started=False)
-                if blocked:
-                    return RunResult(key, trigger, PREFLIGHT_FAILED, due, detail=blocked)
-        issue = await asyncio.to_thread(campaign.prepare_send, self.engine, self.settings, key)
-        if issue.status == IssueStatus.SENT:
-            return RunResult(key, trigger, ALREADY_SENT, due)
-        if checked is None or (checked.html, checked.content) != (issue.html, issue.content):
-            blocked = await self._preflight(key, issue, started=True)
-            if blocked:
-                return RunResult(key, trigger, PREFLIGHT_FAILED, due, detail=blocked)
-        report = await self._send(issue)
+            return result(STOPPED)
+        if item.trigger == "schedule":
+            picked = await self._db(lambda s: _picked(s, self.settings, item.edition_id))
+            if not picked:
+                return result(NOTHING_PICKED, "no stories are picked")
+        try:
+            launch = await asyncio.to_thread(
+                campaign.plan_send, self.engine, self.settings, item.newsletter, item.key
+            )
+        except campaign.PreflightFailed as exc:
+            await self._preflight_alert(item, exc)
+            return result(PREFLIGHT_FAILED, "; ".join(f.message for f in exc.report.errors))
+        except StateError as exc:
+            if "nobody to send" in str(exc):
+                return result(NO_SUBSCRIBERS, str(exc))
+            raise
+        if launch.over:
+            return result(
+                SENT_OUT if launch.target.edition.status == EditionStatus.SENT else CANCELLED
+            )
+        for finding in launch.report.warnings if launch.report else []:
+            log.warning("scheduler: preflight %s %s: %s", item.newsletter, item.key, finding)
+        own = launch.target.settings
+        async with make_transport(own) as transport:  # an unusable SMTP server fails here
+            edition = await asyncio.to_thread(
+                campaign.start_send, self.engine, self.settings, launch
+            )
+            report = await self._send(own, edition, transport)
+        if report.halted:
+            return result(PAUSED if report.halted == "paused" else CANCELLED, report=report)
         outcome = SENT_OUT if report.finished else STOPPED if report.stopped else INCOMPLETE
-        if report.finished and not sum(report.totals.values()):
-            log.warning("scheduler: issue %s went out to nobody: no confirmed subscribers", key)
-        return RunResult(key, trigger, outcome, due, counts=report.run, totals=report.totals)
+        return result(outcome, report=report)
 
-    async def _preflight(self, key: str, issue: Issue, *, started: bool) -> str:
-        """Log the findings; on errors alert and return a reason (the send is blocked)."""
-        report = await asyncio.to_thread(preflight.check_issue, issue, self.settings)
-        for finding in report.warnings:
-            log.warning("scheduler: preflight %s: %s", key, finding)
-        if report.ok:
-            return ""
-        how = (
-            f"Its send had already started, so fix the problem and finish it with "
-            f"`digest send --issue {key} --force` (nobody gets it twice)."
-            if started
-            else f"Fix the issue (`digest build --issue {key}` shows the report), then send "
-            f"it with `digest send --issue {key}`."
-        )
-        await self._alert(
-            key,
-            PREFLIGHT_FAILED,
-            f"issue {key} was not sent: preflight found errors",
-            "The scheduled send was blocked by the preflight check:\n\n"
-            + "\n".join(report.lines())
-            + f"\n\n{how}",
-        )
-        return "; ".join(f.message for f in report.errors)
-
-    async def _send(self, issue: Issue) -> SendReport:
+    async def _send(self, own: Settings, edition: Edition, transport: Any) -> SendReport:
         last = [time.monotonic()]
 
         def progress(rep: SendReport) -> None:
@@ -252,101 +284,112 @@ class Runner:
                 last[0] = time.monotonic()
                 log.info(
                     "scheduler progress key=%s sent=%d deferred=%d failed=%d",
-                    issue.key,
+                    edition.key,
                     rep.run[DeliveryStatus.SENT],
                     rep.run[DeliveryStatus.DEFERRED],
                     rep.run[DeliveryStatus.FAILED],
                 )
 
-        transport = make_transport(self.settings)
-        async with transport:
-            sender = Sender(
-                self.engine, self.settings, issue, transport, on_progress=progress, stop=self.halt
-            )
-            return await sender.run()
+        sender = Sender(self.engine, own, edition, transport, on_progress=progress, stop=self.halt)
+        return await sender.run()
 
-    # -- afterwards: alerts and retries -------------------------------------------
+    # -- afterwards: alerts -------------------------------------------------------------------
 
-    async def _after(self, result: RunResult) -> None:
-        key = result.key
-        if result.outcome == ERROR:
+    async def _after(self, item: Due, result: RunResult) -> None:
+        what = f"{item.newsletter} {item.key}"
+        grace = describe_duration(self.settings.misfire_grace)
+        retry = describe_duration(self.settings.scheduler_retry)
+        if result.outcome == NOTHING_PICKED:
             await self._alert(
-                key,
+                item,
+                NOTHING_PICKED,
+                f"nothing picked for {what}: no newsletter was sent",
+                f"The send of {what} is due, but no stories are picked, so nothing was sent. "
+                f"Add picks (`digest picks add --newsletter {item.newsletter}`, or the desk) "
+                f"within DIGEST_MISFIRE_GRACE ({grace}) and it goes out automatically; after "
+                "that it moves to the next slot with whatever is picked.",
+            )
+        elif result.outcome == NO_SUBSCRIBERS:
+            await self._alert(
+                item,
+                NO_SUBSCRIBERS,
+                f"{what} was not sent: nobody is subscribed",
+                f"The send of {what} is due, but the newsletter has no confirmed subscribers; "
+                "it stays a draft and is tried again every "
+                f"{retry} within DIGEST_MISFIRE_GRACE ({grace}).",
+            )
+        elif result.outcome in (ERROR, INCOMPLETE):
+            await self._alert(
+                item,
                 ERROR,
-                f"the send of {key} broke off",
-                f"The scheduled send of issue {key} stopped with an error:\n\n  {result.detail}"
-                f"\n\nThe scheduler tries again every "
-                f"{describe_duration(self.settings.scheduler_retry)}; deliveries already made "
-                f"are kept in the ledger. `digest send --status --issue {key}` shows progress.",
+                f"the send of {what} broke off",
+                f"The scheduled send of {what} stopped:\n\n  {result.detail or result.outcome}"
+                f"\n\nThe scheduler tries again every {retry}; deliveries already made are kept "
+                f"in the ledger. `digest send --status --newsletter {item.newsletter}` shows "
+                "progress.",
             )
-            self._track(self._retry_later(key, result.due))
-        elif result.outcome in (SENT_OUT, ALREADY_SENT) and (key, ERROR) in self._alerted:
-            self._alerted.discard((key, ERROR))
+        elif result.outcome == SENT_OUT and (item.edition_id, ERROR) in self._alerted:
+            self._alerted.discard((item.edition_id, ERROR))
             await self._alert(
-                key,
+                item,
                 "recovered",
-                f"the send of {key} has completed",
-                f"After the earlier error, issue {key} has now gone out.\n\n{result.line()}",
+                f"the send of {what} has completed",
+                f"After the earlier error, {what} has now gone out.\n\n{result.line()}",
             )
 
-    async def _retry_later(self, key: str, due: datetime | None) -> None:
-        try:
-            await asyncio.wait_for(self.halt.wait(), timeout=self.settings.scheduler_retry)
-        except TimeoutError:
-            self.spawn(key, "retry", due)
+    async def _preflight_alert(self, item: Due, exc: campaign.PreflightFailed) -> None:
+        what = f"{item.newsletter} {item.key}"
+        await self._alert(
+            item,
+            PREFLIGHT_FAILED,
+            f"{what} was not sent: preflight found errors",
+            "The scheduled send was blocked by the preflight check:\n\n"
+            + "\n".join(exc.report.lines())
+            + f"\n\nFix the edition (`digest build --newsletter {item.newsletter}` shows the "
+            "report); it is tried again automatically within DIGEST_MISFIRE_GRACE, or send it "
+            f"with `digest send --newsletter {item.newsletter}`.",
+        )
 
-    async def _report_missed(self, due: datetime) -> None:
-        key = editions.week_key(due, self.settings)
-        status = await self._db(lambda s: _status(s, key))
+    async def _report_missed(self, item: Due) -> None:
+        due = item.planned_at or utcnow()
         late = (utcnow() - due).total_seconds()
         when = describe(due, self.settings.tz)
-        if status in (IssueStatus.SENDING, IssueStatus.SENT):
-            log.info(
-                "scheduler: the firing due %s was missed, but issue %s is already %s",
-                when,
-                key,
-                status,
-            )
-            return
         grace = describe_duration(self.settings.misfire_grace)
         log.error(
-            "scheduler run key=%s trigger=schedule outcome=%s due=%s late=%s grace=%s: "
-            "NOT SENT - no scheduler was running at send time and it is now past "
-            "DIGEST_MISFIRE_GRACE; send it by hand with `digest send --issue %s` if it should "
-            "still go out",
-            key,
+            "scheduler run newsletter=%s key=%s trigger=schedule outcome=%s due=%s late=%s "
+            "grace=%s: NOT SENT - its time passed more than DIGEST_MISFIRE_GRACE ago (no "
+            "scheduler ran, or every try failed); it moved to the next slot with its picks; "
+            "send it now with `digest send --newsletter %s` if it should still go out",
+            item.newsletter,
+            item.key,
             MISSED,
             f"{due.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
             describe_duration(late),
             grace,
-            key,
+            item.newsletter,
         )
-        self.results.append(RunResult(key, "schedule", MISSED, due))
+        self.results.append(RunResult(item.newsletter, item.key, "schedule", MISSED, due))
         await self._alert(
-            key,
+            item,
             MISSED,
-            f"issue {key} was NOT sent: the scheduler missed {when}",
-            f"The weekly send of issue {key} was due {when}, but no scheduler was running "
-            f"then, and it came back {describe_duration(late)} late - more than "
-            f"DIGEST_MISFIRE_GRACE ({grace}). It was not sent automatically, so that "
-            f"subscribers do not get a stale digest at an odd hour.\n\nTo send it now: "
-            f"`digest send --issue {key}`.",
+            f"{item.newsletter} {item.key} was NOT sent: its time ({when}) passed",
+            f"The send of {item.newsletter} {item.key} was due {when}. It is now "
+            f"{describe_duration(late)} later - more than DIGEST_MISFIRE_GRACE ({grace}) - "
+            "and it was not sent (no scheduler was running, or every try failed), so that "
+            "subscribers do not get a stale newsletter at an odd hour. It moved to the next "
+            "slot with its picks.\n\nTo send it now anyway: "
+            f"`digest send --newsletter {item.newsletter}`.",
         )
 
-    # -- helpers -----------------------------------------------------------------
-
-    def _past_grace(self, due: datetime) -> bool:
-        return (utcnow() - due).total_seconds() > self.settings.misfire_grace
-
-    async def _alert(self, key: str, kind: str, subject: str, body: str) -> None:
-        """Email the operator once per issue and kind (a loud log line either way)."""
-        if (key, kind) in self._alerted:
+    async def _alert(self, item: Due, kind: str, subject: str, body: str) -> None:
+        """Email the operator once per edition and kind (a loud log line either way)."""
+        if (item.edition_id, kind) in self._alerted:
             return
-        self._alerted.add((key, kind))
-        log.warning("scheduler alert key=%s kind=%s: %s", key, kind, subject)
+        self._alerted.add((item.edition_id, kind))
+        log.warning("scheduler alert key=%s kind=%s: %s", item.key, kind, subject)
         await send_alert(self.settings, subject, body)
 
-    async def _db(self, fn: Callable[[Any], T]) -> T:
+    async def _db(self, fn: Callable[[Session], T]) -> T:
         def run() -> T:
             with session_scope(self.engine) as session:
                 return fn(session)
@@ -354,13 +397,23 @@ class Runner:
         return await asyncio.to_thread(run)
 
 
-def _status(session: Any, key: str) -> str | None:
-    return session.scalar(select(Issue.status).where(Issue.key == key))
+def _sending(session: Session) -> list[Due]:
+    """Editions whose send started and is not paused: to resume."""
+    rows = session.execute(
+        select(Edition, Newsletter.slug)
+        .join(Newsletter, Newsletter.id == Edition.newsletter_id)
+        .where(Edition.status == EditionStatus.SENDING, Edition.paused_at.is_(None))
+    ).all()
+    return [Due(e.id, slug, e.key, e.planned_at, "resume") for e, slug in rows]
 
 
-def _totals(session: Any, key: str) -> dict[DeliveryStatus, int]:
-    issue = editions.find_issue(session, key)
-    return ledger.counts(session, issue.id) if issue else {}
+def _picked(session: Session, settings: Settings, edition_id: int) -> bool:
+    edition = session.get(Edition, edition_id)
+    if edition is None or edition.status not in OPEN:
+        return True  # started or gone meanwhile: the run finds out what to do
+    nl = editions.newsletter_of(session, edition)
+    own = newsletters.settings_for(settings, nl)
+    return bool(live_picks(session, edition.id, own.sections))
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,38 +1,33 @@
-"""The weekly scheduler: APScheduler on asyncio, its job store in the digest database.
+"""The scheduler: one leader per database sends every newsletter's editions on time.
 
 `run_scheduler(settings, stop)` is the whole thing; `digest schedule` runs it in the
 foreground and the web app can run it in-process (`scheduler_in_background`).
 
 How the promises are kept:
 
-* Once per week key: a firing only calls the campaign functions (digest.scheduler_run);
-  the issue's unique key and its atomic FROZEN -> SENDING change decide in the
-  database whether there is anything to do, so a second firing, a restart or a
-  manual `digest send` find the issue SENDING or SENT and never start it again.
+* Once per edition: the plan is in the database (each newsletter's open edition and
+  its planned time, digest.scheduling.runner); a run only calls the campaign manager,
+  whose atomic move to `sending` decides whether there is anything to do, so a second
+  scheduler, a restart or a manual `digest send` never start an edition twice.
 * One scheduler at a time: schedulers on one database elect a leader with a lease
-  row (digest.scheduler_lease); the others stand by and take over if it dies.
-* Downtime: the job lives in APScheduler's SQLAlchemyJobStore in the same database
-  and is kept across restarts while DIGEST_SCHEDULE is unchanged, so its stored
-  next run time is in the past after an outage. APScheduler then runs it at once
-  if that is within DIGEST_MISFIRE_GRACE (coalesced to one run), and otherwise
-  reports it missed, which is logged loudly and emailed to DIGEST_ALERT_EMAIL.
-* Crash: on taking the lead, every issue still SENDING is resumed from its ledger.
+  (digest.scheduling.leadership); the others stand by and take over if it dies.
+* Downtime: a planned time that passed while no scheduler ran is still in the
+  database; the new leader sends it at once if that is within DIGEST_MISFIRE_GRACE,
+  and otherwise reports it missed, logged loudly and emailed to DIGEST_ALERT_EMAIL.
+* Crash: on taking the lead, every edition still sending is resumed from its ledger.
 * Shutdown: `stop` makes running sends finish the messages in flight and leave the
   rest owed; nothing is cancelled half-way.
+
+APScheduler runs the housekeeping beside it (the bounce mailbox, hourly by default).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
-from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import Engine
@@ -42,67 +37,50 @@ from digest.errors import SettingsError, StateError
 from digest.scheduling.leadership import Leadership
 from digest.scheduling.runner import Runner, one_line
 from digest.scheduling.trigger import (
-    ScheduleTrigger,
     describe,
     describe_duration,
     make_trigger,
     next_fire_times,
-    same_trigger,
 )
 from digest.settings import Settings
 from digest.store.engine import get_engine
 
 log = logging.getLogger("digest.scheduler")
-JOB_ID = "digest-weekly-send"
-JOBS_TABLE = "apscheduler_jobs"
-MIN_GRACE = 1  # APScheduler counts any lateness beyond the grace time as a miss
-_active: Runner | None = None
 _running = False
 
-__all__ = ["fire", "next_fire_times", "run_scheduler", "scheduler_in_background"]
+__all__ = ["check", "next_fire_times", "run_scheduler", "scheduler_in_background"]
 
 
-async def fire() -> None:
-    """The stored job. Kept importable under this name: the job store refers to it."""
-    if _active is None:
-        log.error("scheduler: the weekly job fired, but no scheduler runs in this process")
-        return
-    _active.fire()
-
-
-def check(settings: Settings) -> ScheduleTrigger:
+def check(settings: Settings) -> None:
     """Fail at start, not on Friday: the schedule and the signing key must be usable."""
     trigger = make_trigger(settings)
     if trigger.get_next_fire_time(None, utcnow().astimezone(settings.tz)) is None:
         raise SettingsError(f"DIGEST_SCHEDULE: {settings.schedule!r} never fires")
     settings.secret()
-    return trigger
 
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until `stop` is set: lead (fire weekly, resume sends) or stand by."""
+    """Run until `stop` is set: lead (send what is due, resume sends) or stand by."""
     global _running
-    trigger = check(settings)
+    check(settings)
     if _running:
         raise StateError("a scheduler is already running in this process")
     _running = True
     try:
-        await _run(settings, trigger, stop)
+        await _run(settings, stop)
     finally:
         _running = False
 
 
-async def _run(settings: Settings, trigger: ScheduleTrigger, stop: asyncio.Event) -> None:
+async def _run(settings: Settings, stop: asyncio.Event) -> None:
     engine = await asyncio.to_thread(
         get_engine, settings.database_url, pool_size=settings.db_pool_size
     )
     leadership = Leadership(engine, settings.scheduler_lease)
-    upcoming = next_fire_times(settings, 1)
     log.info(
-        "scheduler started: schedule=%r timezone=%s next=%s grace=%s",
+        "scheduler started: default schedule=%r timezone=%s grace=%s",
         settings.schedule,
         settings.timezone,
-        describe(upcoming[0], settings.tz) if upcoming else "never",
         describe_duration(settings.misfire_grace),
     )
     poll = min(5.0, settings.scheduler_lease / 4)
@@ -128,7 +106,7 @@ async def _run(settings: Settings, trigger: ScheduleTrigger, stop: asyncio.Event
             waiting_on = None
             log.info("scheduler: leading as %s", leadership.holder)
             try:
-                if not await _lead(settings, engine, trigger, leadership, stop):
+                if not await _lead(settings, engine, leadership, stop):
                     break
                 log.warning("scheduler: lost the lead (lease taken over); standing by")
             except Exception:  # e.g. the database went away: start over, don't die
@@ -143,99 +121,62 @@ async def _run(settings: Settings, trigger: ScheduleTrigger, stop: asyncio.Event
 
 
 async def _lead(
-    settings: Settings,
-    engine: Engine,
-    trigger: ScheduleTrigger,
-    leadership: Leadership,
-    stop: asyncio.Event,
+    settings: Settings, engine: Engine, leadership: Leadership, stop: asyncio.Event
 ) -> bool:
-    """Fire the job while we hold the lease; True if the lease was lost."""
-    global _active
+    """Send what is due while we hold the lease; True if the lease was lost."""
     halt = asyncio.Event()
-    runner = Runner(engine, settings, trigger, halt)
-    _active = runner
-    scheduler = _make_scheduler(settings, engine, runner)
+    runner = Runner(engine, settings, halt)
+    housekeeping = AsyncIOScheduler(event_loop=asyncio.get_running_loop(), timezone=settings.tz)
     lost = False
     try:
-        scheduler.start(paused=True)
-        job = _install_job(scheduler, trigger, settings)
-        _install_bounces(scheduler, engine, settings)
+        housekeeping.start()
+        _install_bounces(housekeeping, engine, settings)
         resumed = await runner.resume_all()
         if resumed:
             log.info("scheduler: resuming the interrupted send of %s", ", ".join(resumed))
-        scheduler.resume()
-        _log_next(job.next_run_time, settings)
+        await _log_next(runner, settings)
         renew_every = settings.scheduler_lease / 3
+        renewed = asyncio.get_running_loop().time()
         while not stop.is_set():
-            await _sleep(stop, renew_every)
+            try:
+                wait = await runner.check()
+            except Exception as exc:  # a database hiccup: look again shortly
+                log.error("scheduler: could not look at the plan: %s", one_line(exc))
+                wait = 1.0
+            await _sleep(stop, max(0.05, min(wait, renew_every)))
             if stop.is_set():
                 break
-            if not await _renew(leadership):
-                lost = True
-                break
+            if asyncio.get_running_loop().time() - renewed >= renew_every:
+                if not await _renew(leadership):
+                    lost = True
+                    break
+                renewed = asyncio.get_running_loop().time()
     finally:
         halt.set()
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
+        if housekeeping.running:
+            housekeeping.shutdown(wait=False)
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop turn
         await runner.drain()
-        _active = None
     return lost
 
 
-def _make_scheduler(settings: Settings, engine: Engine, runner: Runner) -> AsyncIOScheduler:
-    scheduler = AsyncIOScheduler(
-        event_loop=asyncio.get_running_loop(),
-        timezone=settings.tz,
-        jobstores={
-            "default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE),
-            "memory": MemoryJobStore(),  # housekeeping that needs no catching up
-        },
-        job_defaults=_job_options(settings),
-    )
+async def _log_next(runner: Runner, settings: Settings) -> None:
+    """One line per newsletter: when its next edition goes out."""
+    from digest.editorial import editions, newsletters
+    from digest.store.engine import session_scope
 
-    def on_missed(event: JobExecutionEvent) -> None:
-        runner.missed(event.scheduled_run_time)
+    def plan() -> list[tuple[str, str, str]]:
+        with session_scope(runner.engine) as session:
+            out = []
+            for nl in newsletters.all_(session) or [newsletters.ensure_default(session)]:
+                edition = editions.open_edition(session, settings, nl)
+                own = newsletters.settings_for(settings, nl)
+                when = describe(edition.planned_at, own.tz) if edition.planned_at else "never"
+                out.append((nl.slug, edition.key, when))
+            return out
 
-    def on_error(event: JobExecutionEvent) -> None:  # pragma: no cover - fire() cannot raise
-        log.error("scheduler: the weekly job raised %r", event.exception)
-
-    scheduler.add_listener(on_missed, EVENT_JOB_MISSED)
-    scheduler.add_listener(on_error, EVENT_JOB_ERROR)
-    return scheduler
-
-
-def _job_options(settings: Settings) -> dict[str, object]:
-    return {
-        "misfire_grace_time": max(math.ceil(settings.misfire_grace), MIN_GRACE),
-        "coalesce": True,
-        "max_instances": 1,
-    }
-
-
-def _install_job(scheduler: AsyncIOScheduler, trigger: ScheduleTrigger, settings: Settings):  # type: ignore[no-untyped-def]
-    """Keep the stored job (and its possibly overdue next run) unless the schedule changed."""
-    job = scheduler.get_job(JOB_ID)
-    if job is not None and same_trigger(job.trigger, trigger):
-        job = job.modify(**_job_options(settings))
-        if job.next_run_time is not None and job.next_run_time <= utcnow():
-            log.warning(
-                "scheduler: the send due %s was missed while no scheduler ran; "
-                "catching up if within DIGEST_MISFIRE_GRACE (%s)",
-                describe(job.next_run_time, settings.tz),
-                describe_duration(settings.misfire_grace),
-            )
-        return job
-    if job is not None:
-        log.info("scheduler: schedule changed (was %s); next run recomputed", job.trigger)
-    return scheduler.add_job(
-        fire,
-        trigger,
-        id=JOB_ID,
-        name="weekly send",
-        replace_existing=True,
-        **_job_options(settings),
-    )
+    for slug, key, when in await asyncio.to_thread(plan):
+        log.info("scheduler: next send of %s (%s): %s", slug, key, when)
 
 
 def _install_bounces(scheduler: AsyncIOScheduler, engine: Engine, settings: Settings) -> None:
@@ -248,7 +189,6 @@ def _install_bounces(scheduler: AsyncIOScheduler, engine: Engine, settings: Sett
         args=[engine, settings],
         id="bounces",
         name="bounce processing",
-        jobstore="memory",
         replace_existing=True,
         next_run_time=utcnow(),
         coalesce=True,
@@ -262,17 +202,10 @@ async def process_bounces(engine: Engine, settings: Settings) -> None:
 
     try:
         report = await asyncio.to_thread(process, engine, settings)
-    except Exception as exc:  # a broken mailbox must not stop the weekly send
+    except Exception as exc:  # a broken mailbox must not stop the sends
         log.error("scheduler: bounce processing failed: %s", one_line(exc))
         return
     log.info("scheduler bounces: %s", report.summary())
-
-
-def _log_next(when: datetime | None, settings: Settings) -> None:
-    if when is None:
-        log.warning("scheduler: DIGEST_SCHEDULE never fires again")
-    elif when > utcnow():
-        log.info("scheduler: next send %s", describe(when, settings.tz))
 
 
 async def _renew(leadership: Leadership) -> bool:

@@ -131,26 +131,54 @@ def _require_psycopg() -> None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Run Alembic migrations to head on `engine`."""
+    """Run Alembic migrations to head on `engine` (nothing to import when already there)."""
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             if _at_head(conn):
                 return
-            from alembic import command
-            from alembic.config import Config
+        from alembic.config import Config
 
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-            if conn.dialect.name == "postgresql":
-                # Several processes may open a fresh database at once: one migrates,
-                # the others wait here and then find it at head.
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        if engine.dialect.name == "sqlite":
+            _upgrade_sqlite(engine, cfg)
+            return
+        from alembic import command
+
+        with engine.begin() as conn:
+            # Several processes may open a fresh database at once: one migrates,
+            # the others wait here and then find it at head.
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except Exception as exc:
         if isinstance(exc, DigestError):
             raise
         raise DigestError(f"DIGEST_DATABASE_URL: cannot open the database: {_short(exc)}") from exc
+
+
+def _upgrade_sqlite(engine: Engine, cfg: Any) -> None:
+    """Migrate SQLite with foreign keys off (batch mode rebuilds tables others refer to),
+    then check every reference before committing, and turn them back on."""
+    from alembic import command
+
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.commit()
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    table, rowid, parent, _ = broken[0]
+                    raise DigestError(
+                        f"DIGEST_DATABASE_URL: the upgrade left {len(broken)} broken reference(s), "
+                        f"e.g. {table} row {rowid} -> {parent}; nothing was changed"
+                    )
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
 
 
 def _short(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ class Lease(Base):
     renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: What a sender is working on, for `digest send --status`.
-    issue_id: Mapped[int | None] = mapped_column(Integer)
+    edition_id: Mapped[int | None] = mapped_column(Integer)
     sent: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -28,20 +29,22 @@ from digest.clock import utcnow
 from digest.delivery.message import MessageTemplate, Recipient
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outbound, Outcome
+from digest.editorial import newsletters
 from digest.editorial.render import render_confirmation
 from digest.errors import DigestError
 from digest.settings import Settings
 from digest.store import throttle
 from digest.store.engine import session_scope
-from subscribers import store
+from subscribers import subscriptions
 from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.model import SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, make_token
 
 log = logging.getLogger("digest.web.signup")
 
-#: Statuses that get a confirmation email on sign-up. Confirmed readers need none;
-#: an address that reported us as spam is never mailed again from a web form.
+#: Statuses that get a confirmation email on sign-up (for that newsletter). Confirmed
+#: readers need none; an address that reported us as spam is never mailed again from a
+#: web form. A bounced address may confirm again: it proves the mailbox works now.
 MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 #: Confirmation emails per address: the form cannot be used to flood one mailbox.
 CONFIRM_MAIL_PER_ADDRESS = throttle.Limit("confirm-mail", 3, timedelta(hours=24))
@@ -60,11 +63,17 @@ def subject(settings: Settings) -> str:
     return f"Confirm your subscription to {settings.list_name}"
 
 
-def confirmation_message(settings: Settings, subscriber_id: int, email: str) -> bytes:
-    """The complete confirmation email for one address (SMTP-ready bytes)."""
+def confirmation_message(
+    settings: Settings, subscriber_id: int, email: str, newsletter: dict[str, Any] | None = None
+) -> bytes:
+    """The complete confirmation email for one address (SMTP-ready bytes).
+
+    `settings` are the newsletter's (digest.editorial.newsletters.settings_for): its
+    sender, name and List-Id, to which the confirm and unsubscribe tokens are bound.
+    """
     from digest.delivery.dkim import signer_for
 
-    rendered = render_confirmation(settings, confirm_url(settings, subscriber_id), "")
+    rendered = render_confirmation(settings, confirm_url(settings, subscriber_id), "", newsletter)
     template = MessageTemplate(
         rendered,
         settings=settings,
@@ -72,6 +81,7 @@ def confirmation_message(settings: Settings, subscriber_id: int, email: str) -> 
         subject=subject(settings),
         date=utcnow(),
         signer=signer_for(settings),
+        language=str((newsletter or {}).get("language") or "en"),
     )
     unsubscribe = make_token(
         settings.secret(), UNSUBSCRIBE, subscriber_id, settings.effective_list_id
@@ -79,13 +89,15 @@ def confirmation_message(settings: Settings, subscriber_id: int, email: str) -> 
     return template.build(Recipient(subscriber_id, email, "", unsubscribe))
 
 
-async def send_confirmation(settings: Settings, subscriber_id: int, email: str) -> bool:
+async def send_confirmation(
+    settings: Settings, subscriber_id: int, email: str, newsletter: dict[str, Any] | None = None
+) -> bool:
     """Send it; problems are logged (the visitor already has their answer page)."""
     # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
     utf8 = needs_smtputf8(email)
     wire = email if utf8 else ascii_address(email)
     try:
-        data = confirmation_message(settings, subscriber_id, wire)
+        data = confirmation_message(settings, subscriber_id, wire, newsletter)
         message = Outbound(settings.envelope_from, wire, data, smtputf8=utf8)
         async with make_transport(settings, concurrency=1) as transport:
             result = await transport.send(message)
@@ -106,17 +118,20 @@ async def send_confirmation(settings: Settings, subscriber_id: int, email: str) 
 
 
 def record(
-    session: Session, secret: bytes, email: str, key: str, name: str
+    session: Session, secret: bytes, email: str, key: str, name: str, newsletter_id: int
 ) -> tuple[int, str] | None:
-    """Add the address if new; the (id, address) to send a confirmation to, if any."""
-    row = store.get_by_email(session, email)
-    if row is None:
-        row = store.add(session, email, name, status=SubscriberStatus.PENDING, source="web sign-up")
-    if row.status not in MAILABLE:
+    """Add the address to the newsletter (pending) unless it is there already; the (id,
+    address) to send that newsletter's confirmation to, if any."""
+    member = subscriptions.find(session, newsletter_id, email)
+    if member is None or member.subscription is None:
+        member = subscriptions.add(
+            session, newsletter_id, email, name, status="pending", source="web sign-up"
+        )
+    if member.status not in MAILABLE:
         return None
-    if throttle.take(session, CONFIRM_MAIL_PER_ADDRESS, key, secret):
+    if throttle.take(session, CONFIRM_MAIL_PER_ADDRESS, f"{newsletter_id}:{key}", secret):
         return None
-    return row.id, row.email
+    return member.subscriber.id, member.subscriber.email
 
 
 class SignupQueue:
@@ -125,10 +140,12 @@ class SignupQueue:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self._queue: asyncio.Queue[tuple[float, str, str, str]] | None = None
+        self._queue: asyncio.Queue[tuple[float, str, str, str, tuple[int, ...]]] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def submit(self, email: str, key: str, name: str) -> None:
+    async def submit(
+        self, email: str, key: str, name: str, newsletter_ids: tuple[int, ...]
+    ) -> None:
         """Queue a sign-up (never waits; a full queue drops it with a warning).
 
         Called as the response's background task: after the answer is sent, and done
@@ -138,32 +155,40 @@ class SignupQueue:
             self._queue = asyncio.Queue(QUEUE_SIZE)
             self._task = asyncio.get_running_loop().create_task(self._run())
         try:
-            self._queue.put_nowait((time.monotonic() + SETTLE, email, key, name))
+            self._queue.put_nowait((time.monotonic() + SETTLE, email, key, name, newsletter_ids))
         except asyncio.QueueFull:
             log.warning("sign-up queue full (%d): a sign-up was dropped", QUEUE_SIZE)
 
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
-            due, *item = await self._queue.get()
+            due, email, key, name, newsletter_ids = await self._queue.get()
             try:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-                await self._handle(*item)
+                await self._handle(email, key, name, newsletter_ids)
             except Exception:  # one bad sign-up must not stop the others
                 log.exception("sign-up could not be recorded")
             finally:
                 self._queue.task_done()
 
-    async def _handle(self, email: str, key: str, name: str) -> None:
+    async def _handle(
+        self, email: str, key: str, name: str, newsletter_ids: tuple[int, ...]
+    ) -> None:
         secret = self.settings.secret()
 
-        def go() -> tuple[int, str] | None:
+        def go() -> list[tuple[Settings, dict[str, Any], tuple[int, str]]]:
+            out = []
             with session_scope(self.engine) as session:
-                return record(session, secret, email, key, name)
+                for newsletter_id in newsletter_ids:
+                    nl = newsletters.get_by_id(session, newsletter_id)
+                    mail_to = record(session, secret, email, key, name, nl.id)
+                    if mail_to is not None:
+                        own = newsletters.settings_for(self.settings, nl)
+                        out.append((own, newsletters.view(self.settings, nl).as_dict(), mail_to))
+            return out
 
-        mail_to = await run_in_threadpool(go)
-        if mail_to is not None:
-            await send_confirmation(self.settings, *mail_to)
+        for own, view, (subscriber_id, address) in await run_in_threadpool(go):
+            await send_confirmation(own, subscriber_id, address, view)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Finish what is queued (at shutdown), then stop the task."""

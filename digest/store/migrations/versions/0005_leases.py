@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("acquired_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("renewed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("issue_id", sa.Integer(), nullable=True),
+        sa.Column("edition_id", sa.Integer(), nullable=True),
         sa.Column("sent", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
