@@ -2,7 +2,8 @@
 
 `MessageTemplate` encodes the whole MIME message once (headers, both parts, QP),
 leaving gaps where the personal values go: the To header, the Message-ID, the
-List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts.
+List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts, and (only
+with DIGEST_CLICK_STATS=per-subscriber) the reader's part of every story link.
 `build()` only encodes those few values and joins bytes, which is what keeps
 assembly at microseconds instead of the ~11 ms an EmailMessage costs.
 
@@ -32,6 +33,7 @@ from digest.editorial import i18n, slots
 from digest.editorial.render import RenderedIssue
 from digest.headertext import BIDI_CONTROLS
 from digest.settings import Settings
+from digest.stats import links as click_links
 
 if TYPE_CHECKING:
     from digest.delivery.dkim import Signer
@@ -46,10 +48,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f" + BIDI_CONTROLS + "]")
 # Gaps in the prepared message: header gaps, then one per slot marker and part.
 TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
 TEXT_PREFS, HTML_PREFS = 7, 8
+READER_GAP = 9  # the end of every personal story link, the same in both parts
 _GAPS = {
     slots.GREETING: (TEXT_GREETING, HTML_GREETING),
     slots.UNSUBSCRIBE_URL: (TEXT_UNSUB, HTML_UNSUB),
     slots.PREFERENCES_URL: (TEXT_PREFS, HTML_PREFS),
+    slots.READER: (READER_GAP, READER_GAP),
 }
 
 
@@ -169,6 +173,10 @@ class MessageTemplate:
         # throw-away one: they verify nowhere, which is right for mail never sent.
         key = settings.secret() if settings.secret_key else secrets.token_bytes(32)
         self._ref = reference.Signer(key, issue_id)
+        # Personal story links (DIGEST_CLICK_STATS=per-subscriber): one reader token per
+        # message fills every story link's READER gap.
+        personal = slots.READER in rendered.html or slots.READER in rendered.text
+        self._reader = click_links.ReaderSigner(key, issue_id) if personal else None
         bounce = settings.envelope_from
         self._verp = settings.bounce_verp and bounce.isascii()
         self._bounce = bounce
@@ -279,6 +287,8 @@ class MessageTemplate:
             TEXT_PREFS: prefs_run,
             HTML_PREFS: prefs_run,
         }
+        if self._reader is not None:
+            values[READER_GAP] = qp.encode_run(self._reader(r.subscriber_id).encode())
         out = [self._static[0]]
         for gap, static in zip(self._gaps, self._static[1:]):
             out.append(values[gap])
