@@ -25,6 +25,7 @@ from email import policy
 from email.header import Header
 from email.utils import format_datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from digest.delivery import qp, reference
@@ -243,9 +244,13 @@ class MessageTemplate:
                     self._gaps.append(_GAPS[marker][side])
                     pending = b""
         self._static.append(pending)
+        self._frame: list[bytes] = [b""] * (2 * len(self._static) - 1)
+        self._frame[::2] = self._static
+        self._take = itemgetter(*self._gaps)  # the gaps' values, in order, in one call
         self.size_estimate = sum(map(len, self._static)) + 400
         if signer is not None:
             self.size_estimate += signer.header_size
+            signer.remember(self._static)  # canonicalised once, however short
         # build() vouches for its output (SMTPReady: the transport skips its scan)
         # once a sample proves the static runs SMTP-ready; personal runs are made so.
         ready = is_smtp_ready(b"".join(self._pieces(_SAMPLE, self._ref(0))))
@@ -289,10 +294,8 @@ class MessageTemplate:
         }
         if self._reader is not None:
             values[READER_GAP] = qp.encode_run(self._reader(r.subscriber_id).encode())
-        out = [self._static[0]]
-        for gap, static in zip(self._gaps, self._static[1:]):
-            out.append(values[gap])
-            out.append(static)
+        out = self._frame.copy()  # static runs at even positions, gaps between them
+        out[1::2] = self._take(values)
         return out
 
 
