@@ -27,6 +27,7 @@ from digest.store.engine import get_engine, session_scope
 from digest.web import (
     archive,
     auth,
+    clicks,
     desk,
     desk_picks,
     preferences,
@@ -125,6 +126,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     app = DigestApp(
         routes=[
             *archive.routes,
+            *clicks.routes,
             *public.routes,
             *preferences.routes,
             *auth.routes,
