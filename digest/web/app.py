@@ -35,6 +35,7 @@ from digest.web import (
     public,
     ratelimit,
     signup,
+    stats,
 )
 from digest.web.pages import STATIC_DIR, render
 from digest.web.security import SecurityMiddleware
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             *desk.routes,
             *desk_picks.routes,
             *preview.routes,
+            *stats.routes,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
