@@ -30,6 +30,7 @@ from digest.web import (
     clicks,
     desk,
     desk_picks,
+    feeds,
     preferences,
     preview,
     public,
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
 
     app = DigestApp(
         routes=[
+            *feeds.routes,  # before the archive's /issues/{key}
             *archive.routes,
             *clicks.routes,
             *public.routes,
