@@ -3,7 +3,7 @@
 The token names an edition and a story and nothing else; the redirect goes to the story
 URL in that edition's stored snapshot, so a link can never send anyone elsewhere (a
 tampered or unknown token gets 404). Every valid request is redirected (302); whether it
-is counted is decided by digest.stats.filters, and counting never delays or breaks the
+is counted is decided by digest.stats.filters, and a failure to count never breaks the
 redirect. No address, reader or time of a click is logged (digest.web.server strips
 the client from the access log line of /r/ requests).
 """
