@@ -6,37 +6,21 @@ Screenshots go to /tmp/digest-stats-*.png for a person to look at."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from digest.clock import utcnow
 from digest.editorial.models import Edition, EditionStatus
 from digest.stats import counting
 from digest.store.engine import session_scope
+from tests import browsers
 from tests.test_web_public import add_picks, send_issue, subscribe
-from tests.webtools import CHROMIUM, CHROMIUM_ARGS, EDITOR, PASSWORD, add_editor
+from tests.webtools import EDITOR, PASSWORD, add_editor
 
 SHOTS = "/tmp/digest-stats-{}.png"
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(20_000)
-    p = context.new_page()
-    yield p
-    context.close()
+browser, page = browsers.browser, browsers.page  # the Chromium fixtures
 
 
 def clicks(srv, edition: Edition, counts: list[int]) -> None:  # type: ignore[no-untyped-def]
