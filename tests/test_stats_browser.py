@@ -103,4 +103,8 @@ def test_stats_page_and_desk_panel(serve_web, page: Page) -> None:
     page.goto(srv.url + "/desk/stats")
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
     page.screenshot(path=SHOTS.format("phone"), full_page=True)
+    page.emulate_media(color_scheme="dark")  # the charts follow the page's colours
+    bar = "getComputedStyle(document.querySelector('#clicks-per-story rect.bar')).fill"
+    assert page.evaluate(bar) == "rgb(255, 143, 143)"
+    page.screenshot(path=SHOTS.format("dark"), full_page=True)
     assert not problems, problems
