@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     soft_bounce_threshold: int = Field(3, ge=1)
     #: Command for preflight's offline spam score; "off" skips it.
     spamassassin: str = "spamassassin"
+    #: Story links in emails: counted per story without knowing who clicked (aggregate),
+    #: straight to the story (off), or personal links counted per reader (per-subscriber).
+    click_stats: Literal["aggregate", "off", "per-subscriber"] = "aggregate"
 
     #: `digest serve` also runs the weekly scheduler in-process (one-process deployments).
     serve_scheduler: bool = False

@@ -97,6 +97,10 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the welcome email was claimed for sending; set once and never cleared, so a
+    #: reader who leaves and confirms again is not welcomed twice (subscriptions confirmed
+    #: before welcomes existed carry their first consent time).
+    welcomed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         UniqueConstraint("newsletter_id", "subscriber_id", name="uq_subscription"),

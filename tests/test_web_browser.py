@@ -9,11 +9,9 @@ and confirms with the button.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from digest.delivery.models import Delivery
@@ -23,11 +21,10 @@ from digest.editorial.picks import live_picks
 from digest.store.engine import session_scope
 from subscribers import subscriptions
 from subscribers.model import SubscriberStatus
+from tests import browsers
 from tests.samples import sample_pick
 from tests.sending import pick_into
 from tests.webtools import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     EDITOR,
     EDITOR_EMAIL,
     PASSWORD,
@@ -42,22 +39,7 @@ OLGA = "olga@example.org"
 NEW_TITLE = "A new bridge over the Volga opens after twelve years"
 NEW_URL = "https://www.themoscowtimes.com/2026/11/27/a-new-bridge-over-the-volga-a91234"
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(20_000)
-    p = context.new_page()
-    yield p
-    context.close()
+browser, page = browsers.browser, browsers.page  # the Chromium fixtures
 
 
 def olga(srv):  # type: ignore[no-untyped-def]

@@ -17,6 +17,7 @@ from digest.cli import newsletters as _newsletters  # noqa: F401
 from digest.cli import schedule as _schedule  # noqa: F401
 from digest.cli import send as _send  # noqa: F401
 from digest.cli import serve as _serve  # noqa: F401
+from digest.cli import stats as _stats  # noqa: F401
 from digest.cli import worker as _worker  # noqa: F401
 from digest.cli.app import app
 from digest.cli.picks import picks_app

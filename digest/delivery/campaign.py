@@ -123,6 +123,7 @@ def write_outputs(settings: Settings, edition: Edition, out: Path) -> BuildOutpu
         edition.text.replace(slots.GREETING, "Hello,")
         .replace(slots.UNSUBSCRIBE_URL, f"{settings.base_url}/unsubscribe")
         .replace(slots.PREFERENCES_URL, f"{settings.base_url}/subscribe")
+        .replace(slots.READER, "")
     )
     paths.text.write_text(text, encoding="utf-8")
     email, name = SAMPLE_RECIPIENT

@@ -16,7 +16,7 @@ import base64
 import hashlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -66,6 +66,7 @@ _WSP_RUN = re.compile(rb"[ \t]+")
 _SPACES = re.compile(rb"  +")
 _CACHE_MIN = 1024  # only static pieces are this long; personal ones are a line or two
 _CACHE_MAX = 64
+_STATIC_MAX = 4096  # pieces a message template declared static (see `remember`)
 
 
 class Signer:
@@ -92,6 +93,7 @@ class Signer:
         self._headers = [h.lower().encode() for h in headers]
         self._clock = clock
         self._canon: dict[bytes, bytes] = {}
+        self._static: dict[bytes, bytes] = {}
         self._frozen = {h.encode() for h in FROZEN_HEADERS}
         self._h_names: dict[tuple[int, ...], tuple[bytes, ...]] = {}
         self._h_folded: dict[tuple[bytes, ...], str] = {}
@@ -114,9 +116,7 @@ class Signer:
         message; pass the personal values as pieces of their own.
         """
         head, body = _split_head(pieces)
-        body_hash = hashlib.sha256()
-        for chunk in _finish_body(self._canonical_body(body, remember)):
-            body_hash.update(chunk)
+        body_hash = hashlib.sha256(b"".join(_finish_body(self._canonical_body(body, remember))))
         fields = _parse_fields(head)
         names = self._names_to_sign(fields)
         header = self._signature_header(names, body_hash.digest())
@@ -124,6 +124,19 @@ class Signer:
         signature = base64.b64encode(self._sign_bytes(data)).decode()
         full = header + _fold_b64(signature) + "\r\n"
         return full.encode() + b"".join(pieces)
+
+    def remember(self, pieces: Iterable[bytes]) -> None:
+        """Canonicalise a message template's static pieces once, whatever their length.
+
+        A template with many personal gaps (per-subscriber story links) has many short
+        static runs between them; remembered here, they cost a dictionary lookup per
+        message instead of being canonicalised again for every recipient.
+        """
+        pieces = [p for p in pieces if p.endswith(b"\r\n")]
+        if len(self._static) + len(pieces) > _STATIC_MAX:
+            self._static.clear()
+        for piece in pieces:
+            self._static[piece] = _relaxed_body(piece)
 
     @property
     def header_size(self) -> int:
@@ -134,9 +147,18 @@ class Signer:
 
     def _canonical_body(self, pieces: list[bytes], remember: bool) -> list[bytes]:
         out: list[bytes] = []
+        static = self._static
+        short: dict[bytes, bytes] = {}  # a personal value repeated in one message
         for group in _line_groups(pieces):
+            known = static.get(group) if static else None
+            if known is not None:
+                out.append(known)
+                continue
             if not remember or len(group) < _CACHE_MIN:
-                out.append(_relaxed_body(group))
+                done = short.get(group)
+                if done is None:
+                    done = short[group] = _relaxed_body(group)
+                out.append(done)
                 continue
             done = self._canon.get(group)
             if done is None:

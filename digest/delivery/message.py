@@ -2,7 +2,8 @@
 
 `MessageTemplate` encodes the whole MIME message once (headers, both parts, QP),
 leaving gaps where the personal values go: the To header, the Message-ID, the
-List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts.
+List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts, and (only
+with DIGEST_CLICK_STATS=per-subscriber) the reader's part of every story link.
 `build()` only encodes those few values and joins bytes, which is what keeps
 assembly at microseconds instead of the ~11 ms an EmailMessage costs.
 
@@ -24,6 +25,7 @@ from email import policy
 from email.header import Header
 from email.utils import format_datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from digest.delivery import qp, reference
@@ -32,6 +34,7 @@ from digest.editorial import i18n, slots
 from digest.editorial.render import RenderedIssue
 from digest.headertext import BIDI_CONTROLS
 from digest.settings import Settings
+from digest.stats import links as click_links
 
 if TYPE_CHECKING:
     from digest.delivery.dkim import Signer
@@ -46,10 +49,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f" + BIDI_CONTROLS + "]")
 # Gaps in the prepared message: header gaps, then one per slot marker and part.
 TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
 TEXT_PREFS, HTML_PREFS = 7, 8
+READER_GAP = 9  # the end of every personal story link, the same in both parts
 _GAPS = {
     slots.GREETING: (TEXT_GREETING, HTML_GREETING),
     slots.UNSUBSCRIBE_URL: (TEXT_UNSUB, HTML_UNSUB),
     slots.PREFERENCES_URL: (TEXT_PREFS, HTML_PREFS),
+    slots.READER: (READER_GAP, READER_GAP),
 }
 
 
@@ -169,6 +174,10 @@ class MessageTemplate:
         # throw-away one: they verify nowhere, which is right for mail never sent.
         key = settings.secret() if settings.secret_key else secrets.token_bytes(32)
         self._ref = reference.Signer(key, issue_id)
+        # Personal story links (DIGEST_CLICK_STATS=per-subscriber): one reader token per
+        # message fills every story link's READER gap.
+        personal = slots.READER in rendered.html or slots.READER in rendered.text
+        self._reader = click_links.ReaderSigner(key, issue_id) if personal else None
         bounce = settings.envelope_from
         self._verp = settings.bounce_verp and bounce.isascii()
         self._bounce = bounce
@@ -235,9 +244,13 @@ class MessageTemplate:
                     self._gaps.append(_GAPS[marker][side])
                     pending = b""
         self._static.append(pending)
+        self._frame: list[bytes] = [b""] * (2 * len(self._static) - 1)
+        self._frame[::2] = self._static
+        self._take = itemgetter(*self._gaps)  # the gaps' values, in order, in one call
         self.size_estimate = sum(map(len, self._static)) + 400
         if signer is not None:
             self.size_estimate += signer.header_size
+            signer.remember(self._static)  # canonicalised once, however short
         # build() vouches for its output (SMTPReady: the transport skips its scan)
         # once a sample proves the static runs SMTP-ready; personal runs are made so.
         ready = is_smtp_ready(b"".join(self._pieces(_SAMPLE, self._ref(0))))
@@ -279,10 +292,10 @@ class MessageTemplate:
             TEXT_PREFS: prefs_run,
             HTML_PREFS: prefs_run,
         }
-        out = [self._static[0]]
-        for gap, static in zip(self._gaps, self._static[1:]):
-            out.append(values[gap])
-            out.append(static)
+        if self._reader is not None:
+            values[READER_GAP] = qp.encode_run(self._reader(r.subscriber_id).encode())
+        out = self._frame.copy()  # static runs at even positions, gaps between them
+        out[1::2] = self._take(values)
         return out
 
 

@@ -1,6 +1,7 @@
 """Preflight of a frozen issue as it will be sent: the content checks of
 digest.editorial.preflight, plus what depends on the set-up and the built message:
-the DKIM configuration, and SpamAssassin's offline score of a sample message; and
+the DKIM configuration, that counted story links lead to this edition's stories (and
+those stories' URLs), and SpamAssassin's offline score of a sample message; and
 files with secrets or personal data that other users can read (digest.privatefiles).
 
 Run by `digest build`, the desk and every send; errors block the automatic send.
@@ -16,10 +17,11 @@ from digest.delivery.message import Recipient
 from digest.delivery.sender import template_for
 from digest.editorial import spamscore
 from digest.editorial.models import Edition
-from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check
+from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check, check_url
 from digest.errors import DigestError, SettingsError
 from digest.privatefiles import exposed
 from digest.settings import Settings
+from digest.stats import links as click_links
 
 __all__ = ["ERROR", "INFO", "WARNING", "Finding", "Report", "check", "check_issue"]
 
@@ -43,10 +45,41 @@ def check_issue(issue: Edition, settings: Settings, *, spam: bool = True) -> Rep
     )
     for line in exposed(settings):  # the key file among them
         r.add(WARNING, "file-mode", line)
+    _check_counted_links(r, issue, settings)
     dkim_ok = _check_dkim(r, settings)
     if spam and dkim_ok:
         _check_spam(r, issue, subject, settings)
     return r
+
+
+def _check_counted_links(r: Report, issue: Edition, settings: Settings) -> None:
+    """Every counted story link (digest.stats.links) must lead to a story of this edition
+    under the current key; the stories' own URLs get the checks other links get."""
+    found = set(click_links.find(issue.html, settings.base_url))
+    found |= set(click_links.find(issue.text, settings.base_url))
+    if not found:
+        return
+    stories = {p.get("id"): str(p.get("url") or "") for p in issue.content.get("picks") or []}
+    bad, targets = 0, set()
+    for token, _reader in found:
+        try:
+            click = click_links.verify(settings.secret(), token)
+        except (click_links.BadLink, SettingsError):
+            bad += 1
+            continue
+        if click.edition_id != issue.id or click.pick_id not in stories:
+            bad += 1
+        else:
+            targets.add(stories[click.pick_id])
+    if bad:
+        r.add(
+            ERROR,
+            "counted-link",
+            f"{bad} counted story link(s) lead to no story of edition {issue.key} (made with "
+            "another DIGEST_SECRET_KEY, or for another edition): build the edition again",
+        )
+    for url in sorted(targets):
+        check_url(r, url, "link")
 
 
 def _check_dkim(r: Report, settings: Settings) -> bool:

@@ -32,6 +32,7 @@ from digest.editorial.render import render_issue
 from digest.errors import InputError, NotFound, SettingsError, StateError
 from digest.headertext import check_header_safe, strip_bidi
 from digest.settings import Settings
+from digest.stats import links as click_links
 from digest.store.engine import affected
 
 KEY_RE = re.compile(
@@ -285,10 +286,13 @@ def freeze(
         "view_url": f"{settings.base_url}{newsletters.archive_path(newsletter)}/{edition.key}",
         "newsletter": nl.as_dict(),
         "picks": picks,
+        # How story links were made (digest.stats.links): a changed setting re-renders.
+        "click_stats": click_links.mode(own),
     }
     if edition.is_built and _same(edition.content, content, with_date=for_send):
         return edition  # idempotent: nothing changed since the last build
-    rendered = render_issue(content, own)
+    story_link = click_links.story_links(own, edition.id, click_links.mode(own))
+    rendered = render_issue(content, own, story_link=story_link)
     edition.content = content
     edition.html = rendered.html
     edition.text = rendered.text

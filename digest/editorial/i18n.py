@@ -56,6 +56,22 @@ EN = {
         "January February March April May June July August September October November December"
     ),
     "date": "{weekday}, {day} {month} {year}",
+    "personal_links": (
+        "Story links in this email are personal: we record which stories you open, to learn "
+        "what our readers read (see our privacy policy)."
+    ),
+    "welcome_subject": "Welcome to {name}",
+    "welcome_preview": "You are subscribed. Here is what to expect.",
+    "welcome_heading": "Welcome to {name}",
+    "welcome_thanks": (
+        "Thank you for confirming your subscription. From now on {name} comes to this "
+        "address: a hand-picked selection of news, features and analysis, chosen by our editors."
+    ),
+    "welcome_next": "The next edition goes out on {date}.",
+    "welcome_latest_intro": "While you wait, here is the latest edition:",
+    "welcome_latest": "Read the latest edition",
+    "welcome_archive": "Browse past editions",
+    "welcome_reason": "You receive this because you confirmed your subscription to {name}.",
 }
 
 RU = {
@@ -97,6 +113,22 @@ RU = {
     "weekdays": "понедельник вторник среда четверг пятница суббота воскресенье",
     "months": "января февраля марта апреля мая июня июля августа сентября октября ноября декабря",
     "date": "{weekday}, {day} {month} {year} г.",
+    "personal_links": (
+        "Ссылки на материалы в этом письме персональные: мы видим, какие материалы вы "
+        "открываете, чтобы понимать, что читают наши читатели (см. политику конфиденциальности)."
+    ),
+    "welcome_subject": "Добро пожаловать в «{name}»",
+    "welcome_preview": "Вы подписаны. Вот что вас ждёт.",
+    "welcome_heading": "Добро пожаловать в «{name}»",
+    "welcome_thanks": (
+        "Спасибо, что подтвердили подписку. Теперь «{name}» будет приходить на этот адрес: "
+        "новости, репортажи и аналитика, отобранные нашими редакторами."
+    ),
+    "welcome_next": "Следующий выпуск: {date}.",
+    "welcome_latest_intro": "А пока — последний выпуск:",
+    "welcome_latest": "Читать последний выпуск",
+    "welcome_archive": "Все выпуски",
+    "welcome_reason": "Вы получаете это письмо, потому что подтвердили подписку на «{name}».",
 }
 
 DE = {
@@ -140,6 +172,22 @@ DE = {
     "weekdays": "Montag Dienstag Mittwoch Donnerstag Freitag Samstag Sonntag",
     "months": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
     "date": "{weekday}, {day}. {month} {year}",
+    "personal_links": (
+        "Die Links zu den Artikeln in dieser E-Mail sind persönlich: Wir sehen, welche Artikel "
+        "Sie öffnen, um zu lernen, was unsere Leser lesen (siehe Datenschutzerklärung)."
+    ),
+    "welcome_subject": "Willkommen bei {name}",
+    "welcome_preview": "Sie sind angemeldet. Das erwartet Sie.",
+    "welcome_heading": "Willkommen bei {name}",
+    "welcome_thanks": (
+        "Danke für die Bestätigung Ihres Abonnements. Ab jetzt kommt {name} an diese Adresse: "
+        "ausgewählte Nachrichten, Reportagen und Analysen, ausgesucht von unserer Redaktion."
+    ),
+    "welcome_next": "Die nächste Ausgabe erscheint am {date}.",
+    "welcome_latest_intro": "Bis dahin: die neueste Ausgabe.",
+    "welcome_latest": "Neueste Ausgabe lesen",
+    "welcome_archive": "Alle Ausgaben",
+    "welcome_reason": "Sie erhalten diese E-Mail, weil Sie {name} abonniert haben.",
 }
 
 CATALOGS = {"en": EN, "ru": RU, "de": DE}

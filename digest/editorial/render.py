@@ -12,6 +12,7 @@ code. User text is scrubbed of slot markers and HTML-escaped by Jinja's autoesca
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
@@ -34,6 +35,10 @@ FEATURED_WIDTH = 600
 FEATURED_HEIGHT = 338
 SUPPORT_FREQUENCIES = ("once", "monthly", "annual")
 _WEEK_KEY = re.compile(r"^(\d{4})-W(\d{1,2})$")
+
+
+#: pick (as in the snapshot) -> the URL its links point to (digest.stats.links.story_links).
+StoryLink = Callable[[dict[str, Any]], str]
 
 
 @dataclass(frozen=True)
@@ -193,10 +198,16 @@ def byline_label(byline: str, language: str | None = "en") -> str:
     return by.format(name=byline)
 
 
-def _pick_view(pick: dict[str, Any], language: str | None = "en") -> dict[str, Any]:
-    """A pick plus the labels the templates show."""
+def _pick_view(
+    pick: dict[str, Any], language: str | None = "en", story_link: StoryLink | None = None
+) -> dict[str, Any]:
+    """A pick plus the labels the templates show; `url` is the link readers follow (the
+    counted one, digest.stats.links, when `story_link` is given), `story_url` the story's."""
     minutes = pick.get("read_minutes")
     view = dict(pick)
+    view["story_url"] = pick.get("url", "")
+    if story_link is not None and pick.get("id") is not None:
+        view["url"] = story_link(pick)
     view["title"] = pick.get("title") or pick.get("url", "")
     view["summary"] = pick.get("summary") or ""
     view["image_alt"] = pick.get("image_alt") or ""
@@ -267,21 +278,29 @@ def _require(content: dict[str, Any], name: str) -> Any:
     return content[name]
 
 
-def issue_context(content: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def issue_context(
+    content: dict[str, Any], settings: Settings, story_link: StoryLink | None = None
+) -> dict[str, Any]:
     """Everything the digest templates see; exposed so previews can reuse it."""
     for name in ("key", "subject", "date"):
         _require(content, name)
     clean = _scrub(content)
     language_of = (content.get("newsletter") or {}).get("language") or "en"
     featured, groups = split_picks(
-        [_pick_view(p, language_of) for p in clean.get("picks") or []], list(settings.sections)
+        [_pick_view(p, language_of, story_link) for p in clean.get("picks") or []],
+        list(settings.sections),
     )
     intro = (clean.get("intro") or "").strip()
     newsletter = content.get("newsletter") or {}
     language = newsletter.get("language") or "en"
     view_url = content.get("view_url") or f"{settings.base_url}/issues/{content['key']}"
+    site = _site(settings, newsletter)
+    # Disclosed in the footer whenever the links are personal (docs/stats.md).
+    site["personal_links"] = story_link is not None and content.get("click_stats") == (
+        "per-subscriber"
+    )
     return {
-        "site": _site(settings, newsletter),
+        "site": site,
         "t": i18n.words(language),
         "palette": dict(newsletter.get("palette") or {}),
         "issue": {
@@ -312,13 +331,17 @@ def _render_pair(settings: Settings, stem: str, context: dict[str, Any]) -> Rend
     return RenderedIssue(html=html, text=tidy(text))
 
 
-def render_issue(content: dict[str, Any], settings: Settings) -> RenderedIssue:
+def render_issue(
+    content: dict[str, Any], settings: Settings, *, story_link: StoryLink | None = None
+) -> RenderedIssue:
     """Render a frozen edition snapshot into HTML and text, slots still in place.
 
     The newsletter's own template pair renders it (`digest` unless it names another).
+    `story_link` turns each story's links into counted ones (digest.stats.links), once
+    for every copy.
     """
     stem = (content.get("newsletter") or {}).get("template") or "digest"
-    return _render_pair(settings, stem, issue_context(content, settings))
+    return _render_pair(settings, stem, issue_context(content, settings, story_link))
 
 
 def render_confirmation(
@@ -337,20 +360,48 @@ def render_confirmation(
     return _render_pair(settings, "confirm", context)
 
 
+def render_welcome(
+    settings: Settings,
+    newsletter: dict[str, Any],
+    *,
+    latest_url: str | None = None,
+    next_date: str | None = None,
+) -> RenderedIssue:
+    """The welcome email after a confirmation: the latest edition's web page (if one was
+    sent) and the next edition's date (an ISO date, if planned). Greeting, unsubscribe
+    and preferences links stay slots, filled in per recipient."""
+    t = i18n.words(newsletter.get("language"))
+    site = _site(settings, newsletter)
+    context = {
+        "site": site,
+        "t": t,
+        "palette": dict(newsletter.get("palette") or {}),
+        "subject": t["welcome_subject"].format(name=site["list_name"]),
+        "latest_url": _scrub_url(latest_url) if latest_url else "",
+        "next_label": date_label(next_date, newsletter.get("language")) if next_date else "",
+    }
+    return _render_pair(settings, "welcome", context)
+
+
 _UNSUBSCRIBE_ANCHOR = re.compile(
     r'(<a\b[^>]*\bhref=")' + re.escape(slots.UNSUBSCRIBE_URL) + r'("[^>]*>)\s*Unsubscribe\s*(</a>)'
 )
+
+
+_PERSONAL_NOTICE = re.compile(r'<span class="personal-links">[^<]*</span>')
 
 
 def web_version(rendered_html: str, settings: Settings) -> str:
     """The issue as the public archive shows it: no personal parts, no slot markers.
 
     Readers of the archive page are not (known) subscribers, so the footer's
-    "Unsubscribe" becomes "Subscribe" to the sign-up form, and the greeting a plain "Hello,".
+    "Unsubscribe" becomes "Subscribe" to the sign-up form, the greeting a plain "Hello,",
+    and personal story links the edition's aggregate ones (their reader part left out).
     """
     subscribe = escape(_scrub_url(f"{settings.base_url}/subscribe"), quote=True)
     html = _UNSUBSCRIBE_ANCHOR.sub(
         lambda m: f"{m.group(1)}{subscribe}{m.group(2)}Subscribe{m.group(3)}", rendered_html
     )
     html = html.replace(slots.UNSUBSCRIBE_URL, subscribe).replace(slots.PREFERENCES_URL, subscribe)
-    return html.replace(slots.GREETING, "Hello,")
+    html = _PERSONAL_NOTICE.sub("", html)  # the web version's links are nobody's
+    return html.replace(slots.GREETING, "Hello,").replace(slots.READER, "")

@@ -13,8 +13,12 @@ UNSUBSCRIBE_URL = "__DIGEST_UNSUBSCRIBE_URL__"
 GREETING = "__DIGEST_GREETING__"
 #: The recipient's own page to choose newsletters or leave them all.
 PREFERENCES_URL = "__DIGEST_PREFERENCES_URL__"
+#: The end of every counted story link with DIGEST_CLICK_STATS=per-subscriber: the
+#: reader's own signed part ("/" + token, digest.stats.links), or nothing (test sends,
+#: the web version), which leaves the link an aggregate one.
+READER = "__DIGEST_READER__"
 
-ALL = (UNSUBSCRIBE_URL, GREETING, PREFERENCES_URL)
+ALL = (UNSUBSCRIBE_URL, GREETING, PREFERENCES_URL, READER)
 MARKER_PREFIX = "__DIGEST_"
 
 

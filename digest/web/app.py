@@ -27,13 +27,16 @@ from digest.store.engine import get_engine, session_scope
 from digest.web import (
     archive,
     auth,
+    clicks,
     desk,
     desk_picks,
+    feeds,
     preferences,
     preview,
     public,
     ratelimit,
     signup,
+    stats,
 )
 from digest.web.pages import STATIC_DIR, render
 from digest.web.security import SecurityMiddleware
@@ -124,13 +127,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
 
     app = DigestApp(
         routes=[
+            *feeds.routes,  # before the archive's /issues/{key}
             *archive.routes,
+            *clicks.routes,
             *public.routes,
             *preferences.routes,
             *auth.routes,
             *desk.routes,
             *desk_picks.routes,
             *preview.routes,
+            *stats.routes,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},

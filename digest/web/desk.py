@@ -28,6 +28,8 @@ from digest.editorial import editions, newsletters, picks
 from digest.editorial.models import Edition, EditionStatus, Newsletter, Pick
 from digest.errors import DigestError, InputError, NotFound, StateError
 from digest.settings import Settings
+from digest.stats import report as stats_report
+from digest.stats.report import SectionReads
 from digest.web.auth import editor_required
 from digest.web.context import db, settings_of
 from digest.web.pages import local_time, render
@@ -83,6 +85,7 @@ class DeskState:
     sending: list[tuple[Edition, dict[DeliveryStatus, int]]] = field(default_factory=list)
     past: list[tuple[Edition, dict[DeliveryStatus, int]]] = field(default_factory=list)
     removed: Pick | None = None
+    readers: SectionReads | None = None  # most-read sections (templates/web/_readers.html)
 
     @property
     def count(self) -> int:
@@ -159,6 +162,7 @@ def state_of(session: Session, request: Request, slug: str | None) -> DeskState:
         sending,
         past,
         removed,
+        stats_report.sections(session, t.newsletter),
     )
 
 

@@ -78,6 +78,7 @@ def site(settings: Settings) -> dict[str, Any]:
         "privacy_url": settings.effective_privacy_url,
         "support_url": settings.effective_support_url,
         "base_url": settings.base_url,
+        "click_stats": settings.click_stats,
     }
 
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from digest.editorial import newsletters
 from digest.errors import NotFound
+from digest.web import welcome
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from subscribers import store, subscriptions
@@ -99,6 +101,8 @@ async def save(request: Request) -> Response:
     wanted = {str(v) for v in form.getlist("newsletter")}
     leave_all = form.get("action") == "leave"
 
+    welcomes: list[int] = []
+
     def go(session: Session) -> Response:
         store.get(session, subscriber_id)  # NotFound for an erased address
         if leave_all:
@@ -113,6 +117,8 @@ async def save(request: Request) -> Response:
                 subscriptions.set_status(
                     session, nl.id, subscriber_id, SubscriptionStatus.CONFIRMED, SOURCE, force=True
                 )
+                if welcome.claim(session, nl.id, subscriber_id):
+                    welcomes.append(nl.id)
             elif nl.slug not in wanted and status in (
                 SubscriptionStatus.CONFIRMED,
                 SubscriptionStatus.PENDING,
@@ -123,9 +129,13 @@ async def save(request: Request) -> Response:
         return _page(request, session, subscriber_id, "saved")
 
     try:
-        return await db(request, go)
+        response = await db(request, go)
     except NotFound:
         return render(request, "token_invalid.html", {"what": "preferences"}, status_code=400)
+    if welcomes:  # a newsletter newly chosen here: its welcome, after the answer
+        signups = request.app.state.signups
+        response.background = BackgroundTask(signups.welcome, subscriber_id, tuple(welcomes))
+    return response
 
 
 routes = [

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from digest.editorial import newsletters
 from digest.errors import InputError, NotFound
-from digest.web import ratelimit, signup
+from digest.web import ratelimit, signup, welcome
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from digest.web.security import client_address, csrf_ok
@@ -219,28 +219,32 @@ async def confirm_page(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     token = request.path_params["token"]
 
-    def go(session: Session) -> tuple[Member, str]:
+    def go(session: Session) -> tuple[Member, str, int]:
         member, name = _confirmable(session, request, token)
+        nid = member.subscription.newsletter_id if member.subscription else 0
         if member.status != SubscriberStatus.CONFIRMED:
             sub = member.subscriber
             if sub.suppression == Suppression.BOUNCED:  # the mailbox works again
                 sub.suppression, sub.suppressed_at = None, None
                 sub.bounce_count = 0
             force = member.status in BLOCKED  # a fresh double opt-in
-            nid = member.subscription.newsletter_id if member.subscription else 0
             subscriptions.set_status(
                 session, nid, sub.id, SubscriptionStatus.CONFIRMED, CONSENT_SOURCE, force=force
             )
-        return member, name
+        return member, name, nid if welcome.claim(session, nid, member.subscriber.id) else 0
 
     await request.body()
     try:
-        member, name = await db(request, go)
+        member, name, welcomed = await db(request, go)
     except BadToken:
         return _invalid(request, "confirmation")
-    return render(
+    response = render(
         request, "confirm.html", {"state": "done", "email": mask(member.email), "name": name}
     )
+    if welcomed:  # sent after the answer, never twice (digest.web.welcome)
+        signups = request.app.state.signups
+        response.background = BackgroundTask(signups.welcome, member.subscriber.id, (welcomed,))
+    return response
 
 
 def _unsubscribe_target(session: Session, request: Request) -> tuple[Member, str, str]:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -49,6 +51,8 @@ MAILABLE = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED, SubscriberS
 #: Confirmation emails per address: the form cannot be used to flood one mailbox.
 CONFIRM_MAIL_PER_ADDRESS = throttle.Limit("confirm-mail", 3, timedelta(hours=24))
 QUEUE_SIZE = 1000
+#: Work the queue does after an answer went out (record a sign-up, send an email).
+Job = Callable[[], Awaitable[Any]]
 #: A sign-up is handled no sooner than this after its answer went out, so its work
 #: never overlaps the moment its own answer is read (even on a busy host).
 SETTLE = 0.25
@@ -89,32 +93,44 @@ def confirmation_message(
     return template.build(Recipient(subscriber_id, email, "", unsubscribe))
 
 
-async def send_confirmation(
-    settings: Settings, subscriber_id: int, email: str, newsletter: dict[str, Any] | None = None
+async def deliver(
+    settings: Settings, subscriber_id: int, email: str, build: Callable[[str], bytes], what: str
 ) -> bool:
-    """Send it; problems are logged (the visitor already has their answer page)."""
+    """Send one email built by `build(address as written on the wire)` through the
+    configured transport; problems are logged (the visitor already has their answer)."""
     # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
     utf8 = needs_smtputf8(email)
     wire = email if utf8 else ascii_address(email)
     try:
-        data = confirmation_message(settings, subscriber_id, wire, newsletter)
-        message = Outbound(settings.envelope_from, wire, data, smtputf8=utf8)
+        message = Outbound(settings.envelope_from, wire, build(wire), smtputf8=utf8)
         async with make_transport(settings, concurrency=1) as transport:
             result = await transport.send(message)
     except DigestError as exc:  # no transport, or a broken DKIM set-up
-        log.error("confirmation email for subscriber %s not sent: %s", subscriber_id, exc)
+        log.error("%s for subscriber %s not sent: %s", what, subscriber_id, exc)
         return False
     if result.outcome is not Outcome.SENT:
         log.warning(
-            "confirmation email for subscriber %s %s: %s %s",
+            "%s for subscriber %s %s: %s %s",
+            what,
             subscriber_id,
             result.outcome.value,
             result.code or "",
             result.reply,
         )
         return False
-    log.info("confirmation email sent to subscriber %s", subscriber_id)
+    log.info("%s sent to subscriber %s", what, subscriber_id)
     return True
+
+
+async def send_confirmation(
+    settings: Settings, subscriber_id: int, email: str, newsletter: dict[str, Any] | None = None
+) -> bool:
+    """Send it; problems are logged (the visitor already has their answer page)."""
+
+    def build(wire: str) -> bytes:
+        return confirmation_message(settings, subscriber_id, wire, newsletter)
+
+    return await deliver(settings, subscriber_id, email, build, "confirmation email")
 
 
 def record(
@@ -135,12 +151,13 @@ def record(
 
 
 class SignupQueue:
-    """Accepted sign-ups, recorded and confirmed one at a time by a task of the app's."""
+    """Accepted sign-ups (recorded and sent a confirmation) and welcome emails, one at a
+    time by a task of the app's."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self._queue: asyncio.Queue[tuple[float, str, str, str, tuple[int, ...]]] | None = None
+        self._queue: asyncio.Queue[tuple[float, Job]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def submit(
@@ -151,23 +168,35 @@ class SignupQueue:
         Called as the response's background task: after the answer is sent, and done
         at once, so a kept-alive connection's next request is not held up.
         """
+        self._put(partial(self._handle, email, key, name, newsletter_ids), "a sign-up")
+
+    async def welcome(self, subscriber_id: int, newsletter_ids: tuple[int, ...]) -> None:
+        """Queue the welcome emails of subscriptions just confirmed (and claimed, see
+        digest.web.welcome), so the answer never waits for SMTP."""
+        from digest.web.welcome import send_welcome
+
+        for newsletter_id in newsletter_ids:
+            job = partial(send_welcome, self.engine, self.settings, subscriber_id, newsletter_id)
+            self._put(job, "a welcome email")
+
+    def _put(self, job: Job, what: str) -> None:
         if self._queue is None:
             self._queue = asyncio.Queue(QUEUE_SIZE)
             self._task = asyncio.get_running_loop().create_task(self._run())
         try:
-            self._queue.put_nowait((time.monotonic() + SETTLE, email, key, name, newsletter_ids))
+            self._queue.put_nowait((time.monotonic() + SETTLE, job))
         except asyncio.QueueFull:
-            log.warning("sign-up queue full (%d): a sign-up was dropped", QUEUE_SIZE)
+            log.warning("sign-up queue full (%d): %s was dropped", QUEUE_SIZE, what)
 
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
-            due, email, key, name, newsletter_ids = await self._queue.get()
+            due, job = await self._queue.get()
             try:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-                await self._handle(email, key, name, newsletter_ids)
+                await job()
             except Exception:  # one bad sign-up must not stop the others
-                log.exception("sign-up could not be recorded")
+                log.exception("sign-up work could not be done")
             finally:
                 self._queue.task_done()
 
