@@ -131,6 +131,7 @@ async def _lead(
     try:
         housekeeping.start()
         _install_bounces(housekeeping, engine, settings)
+        _install_candidates(housekeeping, engine, settings)
         resumed = await runner.resume_all()
         if resumed:
             log.info("scheduler: resuming the interrupted send of %s", ", ".join(resumed))
@@ -189,6 +190,25 @@ def _install_bounces(scheduler: AsyncIOScheduler, engine: Engine, settings: Sett
         args=[engine, settings],
         id="bounces",
         name="bounce processing",
+        replace_existing=True,
+        next_run_time=utcnow(),
+        coalesce=True,
+        max_instances=1,
+    )
+
+
+def _install_candidates(scheduler: AsyncIOScheduler, engine: Engine, settings: Settings) -> None:
+    """Poll DIGEST_CANDIDATE_FEEDS every DIGEST_CANDIDATE_INTERVAL seconds, when set."""
+    if not settings.candidate_feeds or not settings.candidate_interval:
+        return
+    from digest.candidates.poll import scheduled_poll
+
+    scheduler.add_job(
+        scheduled_poll,
+        IntervalTrigger(seconds=settings.candidate_interval, timezone=settings.tz),
+        args=[engine, settings],
+        id="candidates",
+        name="candidate feeds",
         replace_existing=True,
         next_run_time=utcnow(),
         coalesce=True,

@@ -18,6 +18,10 @@ MODEL_MODULES = (
     "digest.editors.models",
     "digest.editorial.models",
     "digest.delivery.models",
+    "subscribers.erasures",
+    "digest.api.keys",
+    "digest.webhooks.models",
+    "digest.candidates.models",
 )
 
 

@@ -28,6 +28,7 @@ from digest.web import (
     archive,
     auth,
     desk,
+    desk_candidates,
     desk_picks,
     preferences,
     preview,
@@ -117,19 +118,24 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(_purge, engine)
         try:
-            async with scheduler_hook(settings):
+            async with scheduler_hook(settings), webhooks_in_background(settings, engine):
                 yield
         finally:
             await app.state.signups.drain()
 
+    from digest.api.routes import mount as api_mount
+    from digest.webhooks.dispatcher import in_background as webhooks_in_background
+
     app = DigestApp(
         routes=[
+            api_mount(settings, engine),
             *archive.routes,
             *public.routes,
             *preferences.routes,
             *auth.routes,
             *desk.routes,
             *desk_picks.routes,
+            *desk_candidates.routes,
             *preview.routes,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
