@@ -44,7 +44,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 ok = signing.verify(receiver.secret, self.headers.get(signing.HEADER, ""), body)
                 with receiver.lock:
@@ -53,9 +53,7 @@ class Receiver:
                         status = receiver.answer(n, json.loads(body))
                     except Exception:
                         status = 400
-                    receiver.hooks.append(
-                        Hook(self.path, dict(self.headers), body, ok, status)
-                    )
+                    receiver.hooks.append(Hook(self.path, dict(self.headers), body, ok, status))
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()
@@ -85,6 +83,8 @@ class Receiver:
         deadline = time.monotonic() + timeout
         while len(self.accepted()) < n:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(self.accepted())} of {n} webhooks arrived: {self.hooks}")
+                raise AssertionError(
+                    f"{len(self.accepted())} of {n} webhooks arrived: {self.hooks}"
+                )
             time.sleep(0.02)
         return self.accepted()

@@ -57,7 +57,9 @@ def hook_up(engine, settings: Settings, receiver: Receiver, events=None) -> int:
         return row.id
 
 
-def dispatch(engine, settings: Settings, until: Callable[[], object], timeout: float = 20) -> Dispatcher:  # type: ignore[no-untyped-def]
+def dispatch(
+    engine, settings: Settings, until: Callable[[], object], timeout: float = 20
+) -> Dispatcher:  # type: ignore[no-untyped-def]
     """Run one dispatcher until `until()` holds (or fail after `timeout`)."""
 
     async def go() -> Dispatcher:
@@ -104,7 +106,6 @@ def test_subscriber_events_arrive_signed_in_order(engine, fast, receiver, capsys
         store.suppress(s, olga.id, Suppression.COMPLAINED, "ARF abuse report")
     subscribe(engine, fast, "ivan@example.org", "Ivan")  # confirmed at once (an import, the CLI)
     with pytest.raises(RuntimeError), session_scope(engine) as s:  # rolled back: no event
-        ivan = store.require(s, "ivan@example.org")
         subscriptions.unsubscribe(s, nl.id, "ivan@example.org", "cli")
         raise RuntimeError("the transaction fails after the change")
 
@@ -154,8 +155,10 @@ def test_a_failing_event_is_retried_and_holds_back_only_its_subscriber(engine, f
             subscriptions.unsubscribe(s, nl.id, "olga@example.org", "cli")
         subscribe(engine, fast, "ivan@example.org")
         dispatch(engine, fast, lambda: len(receiver.accepted()) >= 3)
-        order = [(h.event["data"]["subscriber"]["email"], h.event["type"], h.status)
-                 for h in receiver.hooks]
+        order = [
+            (h.event["data"]["subscriber"]["email"], h.event["type"], h.status)
+            for h in receiver.hooks
+        ]
     # Olga's first event failed twice; her second waited for it; Ivan's went at once.
     assert order.index(("ivan@example.org", "subscriber.confirmed", 200)) < order.index(
         ("olga@example.org", "subscriber.confirmed", 200)
@@ -173,7 +176,9 @@ def test_a_failing_event_is_retried_and_holds_back_only_its_subscriber(engine, f
         assert [r.attempts for r in rows] == [3, 1, 1]
 
 
-def test_an_event_is_given_up_after_its_time_and_the_next_one_goes(engine, fast, monkeypatch) -> None:
+def test_an_event_is_given_up_after_its_time_and_the_next_one_goes(
+    engine, fast, monkeypatch
+) -> None:
     settings = fast.model_copy(update={"webhook_give_up_after": 0.5})
     with Receiver(lambda n, e: 500 if e["type"] == "subscriber.confirmed" else 200) as receiver:
         hook_up(engine, settings, receiver)

@@ -127,14 +127,17 @@ class Call:
         """?newsletter=SLUG, else the key's newsletter, else the default (as the CLI)."""
         slug = self.query("newsletter") or None
         own = self.caller.newsletter_id
+        if own is not None:  # a key for one newsletter: that one, whatever else is asked
+            nl = newsletters.get_by_id(session, own)
+            if slug is not None and slug != nl.slug:
+                raise ApiError(
+                    403, f"this API key is limited to the newsletter {nl.slug!r}", "newsletter"
+                )
+            return nl
         try:
-            if own is not None and slug is None:
-                return newsletters.get_by_id(session, own)
-            nl = newsletters.resolve(session, self.settings, slug)
+            return newsletters.resolve(session, self.settings, slug)
         except NotFound as exc:
             raise ApiError(404, str(exc), "newsletter") from None
-        self.allow(session, nl.id)
-        return nl
 
     def allow(self, session: Session, newsletter_id: int) -> None:
         """403 unless the key may act on this newsletter."""

@@ -51,9 +51,7 @@ def add(
 
 @api_keys_app.command("list")
 def list_() -> None:
-    """The keys (never the keys themselves): name, prefix, scopes, last use."""
-    from rich.table import Table
-
+    """The keys, one per line (never the keys themselves): name, prefix, scopes, last use."""
     from digest.api import keys
     from digest.editorial import newsletters
 
@@ -62,19 +60,14 @@ def list_() -> None:
         if not rows:
             console.print("No API keys yet. Create one with `digest api-keys add NAME`.")
             return
-        table = Table("name", "key starts", "scopes", "newsletter", "created", "last used", "state")
         for row in rows:
             nl = newsletters.get_by_id(db, row.newsletter_id).slug if row.newsletter_id else "all"
-            table.add_row(
-                row.name,
-                row.prefix + "…",
-                ", ".join(row.scopes),
-                nl,
-                f"{row.created_at:%Y-%m-%d %H:%M}",
-                f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never",
-                f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "live",
+            used = f"{row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never"
+            state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "live"
+            console.print(
+                f"{row.name}  {row.prefix}…  scopes={','.join(row.scopes)}  newsletters={nl}  "
+                f"created={row.created_at:%Y-%m-%d %H:%M}  last used={used}  {state}"
             )
-        console.print(table)
 
 
 @api_keys_app.command("revoke")

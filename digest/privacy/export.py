@@ -137,7 +137,7 @@ def person(session: Session, settings: Settings, email: str) -> dict[str, Any]:
     row = store.get_by_email(session, key)
     secret = settings.secret_key.get_secret_value().encode() if settings.secret_key else None
     out: dict[str, Any] = {
-        "email": address,
+        "email": row.email if row is not None else address,
         "exported_at": iso(utcnow()),
         "found": row is not None,
         "erased": bool(erasures.erased_keys(session, secret, [key])),

@@ -128,7 +128,13 @@ def record(
     member = subscriptions.find(session, newsletter_id, email)
     if member is None or member.subscription is None:
         member = subscriptions.add(
-            session, newsletter_id, email, name, status="pending", source="web sign-up"
+            session,
+            newsletter_id,
+            email,
+            name,
+            status="pending",
+            source="web sign-up",
+            secret=secret,
         )
     if member.status not in MAILABLE:
         return None
