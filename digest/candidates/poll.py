@@ -96,8 +96,11 @@ def store(session: Session, url: str, newsletter_id: int | None, rows: list[dict
     return sum(affected(session.execute(stmt.values(v))) for v in values)
 
 
-def parse(data: bytes, url: str, base_url: str, sections: list[str]) -> tuple[list[dict], int]:
-    """(candidate rows, items left out) of a feed's bytes; InputError if it is no feed."""
+def parse(
+    data: bytes, url: str, base_url: str, sections: list[str]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """(candidate rows, items left out, items read) of a feed's bytes; InputError if it is
+    no feed. An item whose URL came earlier in the feed is folded into that one."""
     from digest.editorial.pickimport import feed_records
 
     records = feed_records(data, url, sections, base_url)[:MAX_ITEMS]
@@ -114,7 +117,7 @@ def parse(data: bytes, url: str, base_url: str, sections: list[str]) -> tuple[li
         seen.add(key)
         data_ = pick.model_dump(exclude={"featured", "read_minutes"})
         rows.append({**data_, "url_key": key})
-    return rows, rejected
+    return rows, rejected, len(records)
 
 
 async def _download(client: Any, url: str, headers: dict[str, str]) -> tuple[int, bytes, Any]:
@@ -158,10 +161,10 @@ async def poll_one(
         elif code != 200:
             result.outcome = f"the server answered HTTP {code}"
         else:
-            rows, result.rejected = await asyncio.to_thread(
+            rows, result.rejected, result.items = await asyncio.to_thread(
                 parse, body, url, str(resp.url), sections
             )
-            result.items, result.outcome = len(rows) + result.rejected, "200"
+            result.outcome = "200"
             etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
     except TimeoutError:
         result.outcome = f"timed out (limit {TIMEOUT * 3:g} s)"
