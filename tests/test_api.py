@@ -204,6 +204,8 @@ def test_bad_requests_get_one_json_shape(serve_web) -> None:
         assert c.put("/api/v1/picks").status_code == 405
         assert c.get("/api/v1/editions/not-a-key").status_code == 404
         assert c.get("/api/v1/editions?limit=0").json()["field"] == "limit"
+        huge = c.post("/api/v1/picks", json={**story(1), "summary": "x" * 1_100_000})
+        assert huge.status_code == 413 and huge.json()["error"].startswith("The form sent more")
 
 
 def test_subscribers_double_opt_in_consent_and_lookup(smtp_server, serve_web) -> None:

@@ -105,7 +105,8 @@ def delete_subscriptions(session: Session, settings: Settings, row: Subscriber) 
 
 def delete_outbox_messages(session: Session, settings: Settings, row: Subscriber) -> int:
     """Messages to the address in the outbox folder (used when no SMTP server is set)."""
-    wanted = f"delivered-to: {row.email}".lower().encode()
+    forms = {row.email, store.ascii_address(row.email)}
+    wanted = {f"delivered-to: {form}".lower().encode("utf-8") for form in forms}
     n = 0
     for sub in ("new", "cur"):
         folder = Path(settings.outbox_dir) / sub
@@ -117,7 +118,7 @@ def delete_outbox_messages(session: Session, settings: Settings, row: Subscriber
                     head = fh.read(OUTBOX_HEAD).lower()
             except OSError:
                 continue
-            if any(line.strip() == wanted for line in head.splitlines()[:3]):
+            if any(line.strip() in wanted for line in head.splitlines()[:3]):
                 path.unlink(missing_ok=True)
                 n += 1
     return n
