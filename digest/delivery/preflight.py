@@ -39,6 +39,7 @@ def check_issue(issue: Edition, settings: Settings, *, spam: bool = True) -> Rep
         preheader=str(content.get("preheader") or issue.preheader),
         key=issue.key,
         settings=settings,
+        view_url=content.get("view_url"),
     )
     for line in exposed(settings):  # the key file among them
         r.add(WARNING, "file-mode", line)

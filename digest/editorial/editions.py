@@ -35,7 +35,7 @@ from digest.settings import Settings
 from digest.store.engine import affected
 
 KEY_RE = re.compile(
-    r"^\d{4}-(?:W(?:0[1-9]|[1-4]\d|5[0-3])|[01]\d-[0-3]\d(?:-[0-2]\d[0-5]\d)?)(?:-\d{1,3})?$"
+    r"^\d{4}-(?:W(?:0[1-9]|[1-4]\d|5[0-3])|[01]\d-[0-3]\d(?:-[0-2]\d[0-5]\d(?:[0-5]\d)?)?)(?:-\d{1,3})?$"
 )
 MAX_SUBJECT = 200
 #: Bidirectional-text controls: they can make a subject read differently than it is.
@@ -89,7 +89,10 @@ def slot_key(settings: Settings, slot: datetime) -> str:
     if cadence == "week":
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
-    return f"{local:%Y-%m-%d}" if cadence == "day" else f"{local:%Y-%m-%d-%H%M}"
+    if cadence == "day":
+        return f"{local:%Y-%m-%d}"
+    # DIGEST_SCHEDULE_SECOND other than 0 fires within a minute (tests): keys tell seconds apart
+    return f"{local:%Y-%m-%d-%H%M}" + ("" if settings.schedule_second == "0" else f"{local:%S}")
 
 
 def _free_key(session: Session, newsletter_id: int, key: str, own_id: int | None = None) -> str:

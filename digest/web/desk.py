@@ -31,7 +31,7 @@ from digest.errors import DigestError, InputError, NotFound, StateError
 from digest.settings import Settings
 from digest.web.auth import editor_required
 from digest.web.context import db, settings_of
-from digest.web.pages import render
+from digest.web.pages import local_time, render
 from digest.web.security import require_csrf
 from subscribers import subscriptions
 
@@ -205,6 +205,8 @@ async def home_page(
             "error_field": getattr(error, "field", None),
             "form": form or {},
             "desk_url": desk_url,
+            # times in the newsletter's own zone, as its schedule is
+            "when": lambda value: local_time(value, state.own),
         },
         status_code=status,
     )

@@ -139,7 +139,7 @@ async def _issue_page(
 ) -> Response:
     def gather() -> dict[str, Any]:
         issue, settings, problem = _load(request, key, build=True)
-        out: dict[str, Any] = {"issue": issue, "problem": problem}
+        out: dict[str, Any] = {"issue": issue, "problem": problem, "list_name": settings.list_name}
         out["progress"] = _progress(request, issue)
         if problem is None and issue is not None:
             try:
