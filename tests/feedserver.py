@@ -4,9 +4,8 @@ an ETag and Last-Modified, answering 304 to a conditional GET when nothing chang
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+
+from tests.loopback import LoopbackServer, QuietHandler
 
 LAST_MODIFIED = "Wed, 02 Dec 2026 08:00:00 GMT"
 
@@ -35,7 +34,7 @@ def rss(items: list[str]) -> str:
     )
 
 
-class FeedServer:
+class FeedServer(LoopbackServer):
     """`with FeedServer(body) as f:` - f.url; f.body can change; f.requests records headers."""
 
     def __init__(self, body: str) -> None:
@@ -44,7 +43,7 @@ class FeedServer:
         self.requests: list[dict[str, str]] = []
         feed = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 feed.requests.append(dict(self.headers))
                 if feed.status != 200:
@@ -67,17 +66,5 @@ class FeedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/feed.xml"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = self.base + "/feed.xml"

@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
 from digest.webhooks import signing
+from tests.loopback import LoopbackServer, QuietHandler
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Hook:
         return json.loads(self.body)
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     """`with Receiver() as r:` - r.url; r.secret must be set before events arrive."""
 
     def __init__(self, answer: Callable[[int, dict[str, Any]], int] | None = None) -> None:
@@ -43,7 +43,7 @@ class Receiver:
         self.lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 ok = signing.verify(receiver.secret, self.headers.get(signing.HEADER, ""), body)
@@ -59,20 +59,8 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.url = self.base + "/hooks"
 
     def accepted(self) -> list[Hook]:
         with self.lock:
