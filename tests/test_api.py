@@ -238,6 +238,8 @@ def test_subscribers_double_opt_in_consent_and_lookup(smtp_server, serve_web) ->
         assert sub["status"] == "confirmed" and sub["consent_source"].startswith("CMS form")
         assert sub["consent_at"].endswith("Z") and sub["source"] == "api:crm"
         assert c.get("/api/v1/subscribers/nobody@example.org").status_code == 404
+        one = c.get("/api/v1/subscribers/ivan@example.org?newsletter=default").json()
+        assert [x["newsletter"] for x in one["subscriptions"]] == ["default"]
         assert c.get("/api/v1/subscribers/not-an-address").json()["field"] == "email"
         assert c.post("/api/v1/subscribers", json={"email": "bad@"}).json()["field"] == "email"
     with srv.client() as browser:  # the owner confirms with the emailed link

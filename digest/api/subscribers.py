@@ -135,10 +135,13 @@ async def subscribe(call: Call) -> Reply:
     return Reply(200 if existed else 201, out, {"Location": location})
 
 
-def subscriber_out(session: Session, call: Call, row: Subscriber) -> SubscriberOut:
+def subscriber_out(
+    session: Session, call: Call, row: Subscriber, only: int | None
+) -> SubscriberOut:
+    """The address with its subscriptions (to newsletter `only`, when given)."""
     subs = []
     for sub in subscriptions.of_subscriber(session, row.id):
-        if call.caller.newsletter_id not in (None, sub.newsletter_id):
+        if only not in (None, sub.newsletter_id):
             continue
         subs.append(
             SubscriptionOut(
@@ -172,17 +175,19 @@ def subscriber_out(session: Session, call: Call, row: Subscriber) -> SubscriberO
 )
 async def get_subscriber(call: Call) -> Reply:
     """The address, its suppression (bounced or complained) and its subscriptions with
-    their consent (a key limited to one newsletter sees that one only)."""
+    their consent: to every newsletter, or to the one in ?newsletter= (a key limited to one
+    newsletter sees that one only; 404 when the address has no subscription to it)."""
     _address_, key = _address(call)
 
     def go(session: Session) -> SubscriberOut:
+        only = call.caller.newsletter_id
         if call.query("newsletter"):
-            call.newsletter(session)
+            only = call.newsletter(session).id
         row = store.get_by_email(session, key)
         if row is None:
             raise ApiError(404, "no subscriber with this address", "email")
-        out = subscriber_out(session, call, row)
-        if call.caller.newsletter_id is not None and not out.subscriptions:
+        out = subscriber_out(session, call, row, only)
+        if only is not None and not out.subscriptions:
             raise ApiError(404, "no subscriber with this address", "email")
         return out
 
