@@ -25,7 +25,9 @@ from digest.store.engine import dispose_all, get_engine, session_scope
 from digest.webhooks import endpoints, signing
 from digest.webhooks.dispatcher import Dispatcher
 from digest.webhooks.outbox import emit_many
+from subscribers import store
 from tests.hookreceiver import Receiver
+from tests.sending import add_subscribers
 
 
 async def baseline(receiver: Receiver, n: int, concurrency: int) -> float:
@@ -48,16 +50,18 @@ async def baseline(receiver: Receiver, n: int, concurrency: int) -> float:
 
 def outbox(settings: Settings, receiver: Receiver, n: int, one_subscriber: bool) -> float:
     engine = get_engine(settings.database_url)
+    emails = add_subscribers(engine, n, start=n if one_subscriber else 0, settings=settings)
     with session_scope(engine) as s:
+        ids = store.ids_for(s, emails)
         row = endpoints.add(s, receiver.url, None, allow_private=True)
         receiver.secret = row.secret
         items = [
             (
-                lambda i=i: {"subscriber": {"email": f"r{i}@example.com"}},
-                1 if one_subscriber else i,
+                lambda e=e: {"subscriber": {"email": e}},
+                ids[emails[0]] if one_subscriber else ids[e],
                 None,
             )
-            for i in range(n)
+            for e in emails
         ]
         emit_many(s, "subscriber.confirmed", items)
     start = len(receiver.accepted())
@@ -74,7 +78,10 @@ def outbox(settings: Settings, receiver: Receiver, n: int, one_subscriber: bool)
         await task
         return elapsed
 
-    return asyncio.run(run())
+    elapsed = asyncio.run(run())
+    with session_scope(engine) as s:
+        endpoints.remove(s, str(row.id))
+    return elapsed
 
 
 def main() -> None:
