@@ -27,6 +27,7 @@ from digest.headertext import check_header_safe
 DEFAULT_SECTIONS = ["News", "Features", "Analysis", "Opinion"]
 MIN_SECRET_LENGTH = 32
 _CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
+_SLUG_URL = re.compile(r"^[a-z0-9-]{1,40}=https?://", re.IGNORECASE)
 _HOST = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?|[0-9a-f:.]+")
 
 
@@ -129,6 +130,26 @@ class Settings(BaseSettings):
     header_timeout: float = Field(10.0, gt=0, le=3600)
     body_timeout: float = Field(30.0, gt=0, le=3600)
 
+    #: REST API (/api/v1/): requests per minute per API key (0 = unlimited), and the
+    #: browser origins allowed to call it (CORS; none by default).
+    api_rate_limit: int = Field(300, ge=0, le=1_000_000)
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Webhooks: seconds per POST, the first retry delay and its cap (doubling), how long
+    #: an event is retried before it is given up, and how often the dispatcher looks.
+    webhook_timeout: float = Field(10.0, gt=0, le=120)
+    webhook_retry_backoff: float = Field(10.0, ge=0)
+    webhook_retry_backoff_max: float = Field(3600.0, ge=0)
+    webhook_give_up_after: float = Field(3 * 86400.0, ge=0)
+    webhook_poll_seconds: float = Field(2.0, gt=0, le=3600)
+    webhook_concurrency: int = Field(8, ge=1, le=100)
+    #: Allow webhook URLs on loopback or private networks (off: refused, against SSRF).
+    webhook_allow_private: bool = False
+    #: RSS/Atom feeds of the newsroom's site whose items become candidates on the desk:
+    #: comma-separated URLs, each optionally `slug=URL` for one newsletter only.
+    candidate_feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Seconds between the scheduler's polls of DIGEST_CANDIDATE_FEEDS (0 = never).
+    candidate_interval: float = Field(900.0, ge=0)
+
     # -- validators ---------------------------------------------------------
 
     @field_validator("sections", mode="before")
@@ -149,6 +170,35 @@ class Settings(BaseSettings):
             for host in value:
                 if not _HOST.fullmatch(str(host)):
                     raise ValueError(f"{str(host)[:60]!r} is not a host name (no scheme or port)")
+        return value
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                parts = urlsplit(str(origin))
+                if origin != "*" and (parts.scheme not in ("http", "https") or parts.path):
+                    raise ValueError(
+                        f"{str(origin)[:60]!r} is not an origin like https://cms.example.com"
+                    )
+        return value
+
+    @field_validator("candidate_feeds", mode="before")
+    @classmethod
+    def _split_feeds(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [f.strip() for f in value.split(",") if f.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                url = str(entry).partition("=")[2] if _SLUG_URL.match(str(entry)) else str(entry)
+                parts = urlsplit(url)
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise ValueError(
+                        f"{str(entry)[:80]!r} is not an http(s) feed URL (or SLUG=URL)"
+                    )
         return value
 
     @field_validator("database_url")
@@ -286,6 +336,18 @@ class Settings(BaseSettings):
     def effective_heartbeat(self) -> float:
         """Renew leases often enough that one late beat never loses them."""
         return min(self.heartbeat_seconds, self.lease_seconds / 3)
+
+    @property
+    def candidate_sources(self) -> list[tuple[str | None, str]]:
+        """DIGEST_CANDIDATE_FEEDS as (newsletter slug or None for every one, URL)."""
+        out: list[tuple[str | None, str]] = []
+        for entry in self.candidate_feeds:
+            if _SLUG_URL.match(entry):
+                slug, _, url = entry.partition("=")
+                out.append((slug.lower(), url))
+            else:
+                out.append((None, entry))
+        return out
 
     def secret(self) -> bytes:
         """The signing key; a missing key is an error outside the demo."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,15 +37,24 @@ from sqlalchemy.orm import Session
 from digest.clock import utcnow
 from digest.errors import InputError
 from digest.privatefiles import open_private
-from subscribers import store, subscriptions
+from digest.webhooks import events
+from subscribers import erasures, store, subscriptions
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.csvread import CsvSource, guard_cell, open_csv, unguard_cell
+from subscribers.csvreport import MAX_REPORTED, ImportFailed, ImportReport, bare_message
 from subscribers.model import BLOCKED, STATUSES, SubscriptionStatus, Suppression
 
 SUPPRESSIONS = tuple(Suppression)
+__all__ = [
+    "MAX_REPORTED",
+    "ImportFailed",
+    "ImportReport",
+    "bare_message",
+    "export_csv",
+    "import_csv",
+]
 BATCH = 1000
 MAX_FIELD = 10_000
-MAX_REPORTED = 100
 EMAIL_HEADERS = {"email", "e-mail", "mail", "email address", "e-mail address", "emailaddress"}
 NAME_HEADERS = {"name", "full name", "fullname"}
 EXPORT_COLUMNS = ["email", "name", "status", "consent_at", "consent_source", "created_at"]
@@ -54,65 +63,6 @@ IGNORED_HEADERS = {"consent at", "consent source", "created at", "updated at"}
 #: Prefix for attribute columns whose key collides with a column name above.
 ATTRIBUTE_PREFIX = "attribute:"
 _ATTR_JUNK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-@dataclass
-class ImportReport:
-    """What an import did. rows = added + updated + unchanged_blocked + folded + invalid."""
-
-    source: str
-    rows: int = 0
-    added: int = 0
-    updated: int = 0
-    unchanged_blocked: int = 0
-    folded_duplicates: int = 0
-    invalid: list[str] = field(default_factory=list)
-    invalid_count: int = 0
-    encoding: str = ""
-    delimiter: str = ","
-
-    def summary(self) -> str:
-        delimiter = {"\t": "tab"}.get(self.delimiter, self.delimiter)
-        text = (
-            f"{self.source}: {self.rows} rows: {self.added} added, {self.updated} updated, "
-            f"{self.unchanged_blocked} left alone (unsubscribed/bounced/complained), "
-            f"{self.folded_duplicates} duplicates folded, {self.invalid_count} invalid "
-            f"[{self.encoding}, delimiter {delimiter!r}]"
-        )
-        return text
-
-    def note_invalid(self, message: str) -> None:
-        self.invalid_count += 1
-        if len(self.invalid) < MAX_REPORTED:
-            self.invalid.append(message)
-
-
-class ImportFailed(InputError):
-    """An import with invalid rows and without skip_invalid; `report` lists them."""
-
-    def __init__(self, first: InputError, report: ImportReport) -> None:
-        more = report.invalid_count - 1
-        suffix = f" (and {more} more invalid rows)" if more > 0 else ""
-        super().__init__(
-            f"{bare_message(first)}{suffix}; nothing was imported "
-            "(fix the file, or skip bad rows with --skip-invalid)",
-            source=first.source,
-            line=first.line,
-            field=first.field,
-        )
-        self.report = report
-
-
-def bare_message(exc: InputError) -> str:
-    """The reason alone, without the "file:line: field: " prefix InputError adds."""
-    where = ""
-    if exc.source:
-        where = exc.source + (f":{exc.line}" if exc.line is not None else "") + ": "
-    elif exc.line is not None:
-        where = f"line {exc.line}: "
-    if exc.field:
-        where += f"{exc.field}: "
-    return exc.message.removeprefix(where)
 
 
 @dataclass
@@ -209,8 +159,10 @@ class _Importer:
         newsletter_id: int,
         status: SubscriptionStatus,
         source: str,
+        secret: bytes | None = None,
     ) -> None:
         self.session, self.report, self.source = session, report, source
+        self.secret = secret
         self.newsletter_id, self.status = newsletter_id, status
         self.now = utcnow()
         self.batch: dict[str, list[Any]] = {}
@@ -249,10 +201,15 @@ class _Importer:
         if not self.batch:
             return
         existing = self._existing()
+        erased = erasures.erased_keys(self.session, self.secret, list(self.batch))
         addresses, plans = [], []
+        suppressed: list[tuple[str, Suppression]] = []
         report = self.report
         for key, (email, name, attrs, blocked) in self.batch.items():
             old = existing.get(key)
+            if key in erased:
+                report.erased += 1
+                continue
             if old is None:
                 report.added += 1
             elif old[0] is not None or old[3] == SubscriptionStatus.UNSUBSCRIBED:
@@ -271,6 +228,8 @@ class _Importer:
             if blocked:
                 self.blocked_seen.add(key)
             suppression = Suppression(blocked) if blocked in SUPPRESSIONS else None
+            if suppression is not None:
+                suppressed.append((key, suppression))
             addresses.append(store.address_row(email, key, name, attrs, suppression, self.source))
             status = SubscriptionStatus.UNSUBSCRIBED if blocked == "unsubscribed" else self.status
             plans.append((key, status))
@@ -281,6 +240,14 @@ class _Importer:
             for key, status in plans
         ]
         subscriptions.upsert(self.session, rows, self.now)
+        changes = [
+            (ids[key], key in existing, existing.get(key, (None, None, None, None))[3], status)
+            for key, status in plans
+        ]
+        events.import_changed(self.session, self.newsletter_id, changes)
+        for key, kind in suppressed:
+            if key not in existing or existing[key][0] is None:
+                events.suppressed(self.session, ids[key], kind)
         self.batch.clear()
 
 
@@ -291,8 +258,12 @@ def import_csv(
     *,
     confirmed: bool,
     skip_invalid: bool = False,
+    secret: bytes | None = None,
 ) -> ImportReport:
     """Import subscribers from a CSV file within the caller's transaction.
+
+    Addresses on the erasure list are skipped and counted (`secret`: DIGEST_SECRET_KEY's
+    bytes, needed to check the list once it has entries).
 
     Raises ImportFailed (an InputError naming the first bad row) when any row is
     invalid and `skip_invalid` is false; the caller must then roll back (its
@@ -302,7 +273,7 @@ def import_csv(
     with open_csv(path) as source:
         report = ImportReport(source.name, encoding=source.encoding, delimiter=source.delimiter)
         status = SubscriptionStatus.CONFIRMED if confirmed else SubscriptionStatus.PENDING
-        importer = _Importer(session, report, newsletter_id, status, f"import:{path.name}")
+        importer = _Importer(session, report, newsletter_id, status, f"import:{path.name}", secret)
         cols: _Columns | None = None
         first_error: InputError | None = None
         for line, cells in source.records():

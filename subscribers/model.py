@@ -75,6 +75,9 @@ class Subscriber(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    #: SQLite: never reuse an id (an erased subscriber's links must stay useless).
+    __table_args__ = {"sqlite_autoincrement": True}
+
     def __repr__(self) -> str:
         return f"<Subscriber {self.id} {self.email} {self.suppression or 'active'}>"
 

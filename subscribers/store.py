@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.errors import NotFound, StateError
+from digest.webhooks import events
 from subscribers.addresses import ascii_address, clean_name, needs_smtputf8, normalise_email
 from subscribers.model import Subscriber, Suppression
 
@@ -193,6 +194,7 @@ def suppress(session: Session, subscriber_id: int, kind: Suppression, source: st
     row.suppressed_at = utcnow()
     row.suppression_source = source[:500]
     session.flush()
+    events.suppressed(session, subscriber_id, kind)
     return True
 
 
@@ -215,11 +217,13 @@ def record_bounce(session: Session, subscriber_id: int, threshold: int) -> bool:
             ),
             updated_at=now,
         )
-        .returning(TABLE.c.suppression)
+        .returning(TABLE.c.suppression, TABLE.c.suppressed_at)
     ).first()
     if result is None:
         raise NotFound(f"no subscriber with id {subscriber_id}")
     cached = session.identity_map.get(session.identity_key(Subscriber, subscriber_id))
     if cached is not None:
         session.expire(cached)
+    if result[0] == Suppression.BOUNCED and result[1] == now:  # reached by this very bounce
+        events.suppressed(session, subscriber_id, Suppression.BOUNCED)
     return result[0] == Suppression.BOUNCED

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.errors import InputError, NotFound, StateError
-from subscribers import store
+from digest.webhooks import events
+from subscribers import erasures, store
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.model import (
     STATUSES,
@@ -107,25 +108,34 @@ def add(
     status: SubscriptionStatus | str = SubscriptionStatus.PENDING,
     source: str = "cli",
     attributes: dict[str, str] | None = None,
+    secret: bytes | None = None,
 ) -> Member:
     """Add an address to a newsletter, or update it within the rules above.
 
     Re-adding an unsubscribed or suppressed address changes nothing: check the returned
-    status to tell the user. status=confirmed confirms a pending subscription.
+    status to tell the user. status=confirmed confirms a pending subscription. An address
+    on the erasure list raises `erasures.Erased` (`secret` is DIGEST_SECRET_KEY's bytes,
+    needed to check it once the list has entries).
     """
     if status not in (SubscriptionStatus.PENDING, SubscriptionStatus.CONFIRMED):
         raise InputError(f"must be pending or confirmed, not {status!r}", field="status")
     address, key = normalise_email(email)
+    erasures.check(session, secret, key)
     name = clean_name(name)
     now = utcnow()
     existing = store.get_by_email(session, address)
+    before = get(session, newsletter_id, existing.id) if existing is not None else None
+    before_status = before.status if before is not None else None
     merged = {**((existing.attributes or {}) if existing else {}), **(attributes or {})}
     store.upsert_addresses(session, [store.address_row(address, key, name, merged)], now)
     subscriber_id = store.ids_for(session, [key])[key]
     upsert(
         session, [row(newsletter_id, subscriber_id, SubscriptionStatus(status), source, now)], now
     )
-    return member(session, newsletter_id, subscriber_id)
+    added = member(session, newsletter_id, subscriber_id)
+    if added.subscription is not None:
+        events.subscription_changed(session, added.subscription, before_status)
+    return added
 
 
 def get(session: Session, newsletter_id: int, subscriber_id: int) -> Subscription | None:
@@ -168,6 +178,7 @@ def set_status(
     """
     status = SubscriptionStatus(status)
     sub = get(session, newsletter_id, subscriber_id)
+    before = sub.status if sub is not None else None
     now = utcnow()
     if sub is None:
         sub = Subscription(
@@ -185,6 +196,7 @@ def set_status(
         sub.consent_at = now
         sub.consent_source = source
     session.flush()
+    events.subscription_changed(session, sub, before)
     return sub
 
 

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 #: What the wheel must carry besides Python modules, as they sit in the checkout.
 PACKAGE_DIRS = {"digest": REPO / "digest", "digest/templates": REPO / "templates"}
 #: Top-level names of the optional extras' packages (postgres, feeds) and of digest itself.
-LEFT_OUT = ("psycopg", "feedparser", "sgmllib", "defusedxml", "httpx", "digest", "subscribers")
+#: (httpx is a core dependency since the webhooks: every long-running process sends them.)
+LEFT_OUT = ("psycopg", "feedparser", "sgmllib", "defusedxml", "digest", "subscribers")
 SKIP = shutil.ignore_patterns(
     ".git", ".venv", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", "outbox", "*.db*"
 )

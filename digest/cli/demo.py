@@ -72,7 +72,11 @@ def demo() -> None:
                 add_pick(db, t.edition.id, pick)
                 added += 1
         report = csvio.import_csv(
-            db, DATA / "sample_subscribers.csv", t.newsletter.id, confirmed=True
+            db,
+            DATA / "sample_subscribers.csv",
+            t.newsletter.id,
+            confirmed=True,
+            secret=s.secret(),
         )
         meta = yaml.safe_load((DATA / "sample_issue.yaml").read_text(encoding="utf-8"))
         e = t.edition

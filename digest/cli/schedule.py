@@ -83,9 +83,12 @@ def schedule(
 async def _main(s: Settings) -> None:
     import asyncio
 
+    from digest.cli.common import engine
     from digest.delivery.sender import install_signal_handlers
     from digest.scheduling.scheduler import run_scheduler
+    from digest.webhooks.dispatcher import in_background as webhooks_in_background
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    await run_scheduler(s, stop)
+    async with webhooks_in_background(s, engine()):
+        await run_scheduler(s, stop)

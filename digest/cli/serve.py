@@ -89,6 +89,7 @@ def serve(
     console.print(f"Serving {s.list_name} on http://{host}:{port}  (public URL: {s.base_url})")
     console.print(f"  desk:      {s.base_url}/desk/")
     console.print(f"  sign-up:   {s.base_url}/subscribe      archive: {s.base_url}/issues/")
+    console.print(f"  API:       {s.base_url}/api/v1/ (OpenAPI: {s.base_url}/api/v1/openapi.json)")
     if not n_editors:
         console.print("  No editors yet: add one with `digest editors add NAME`.")
     if host not in ("127.0.0.1", "localhost", "::1") and not s.base_url.startswith("https://"):

@@ -43,11 +43,19 @@ def import_(
     Nobody who unsubscribed from it, bounced or complained is ever revived by an import.
     Any invalid row stops the import and nothing changes, unless --skip-invalid.
     """
+    from digest.privacy.erase import optional_secret
     from subscribers import csvio
 
     with session() as db:
         nid, slug = _newsletter_id(db, newsletter)
-        report = csvio.import_csv(db, file, nid, confirmed=confirmed, skip_invalid=skip_invalid)
+        report = csvio.import_csv(
+            db,
+            file,
+            nid,
+            confirmed=confirmed,
+            skip_invalid=skip_invalid,
+            secret=optional_secret(settings()),
+        )
     console.print(f"{slug}: {report.summary()}")
     for problem in report.invalid:
         console.print(f"skipped: {problem}")
@@ -76,12 +84,15 @@ def add(
     newsletter: NewsletterOpt = None,
 ) -> None:
     """Add one subscriber to a newsletter (pending unless --confirmed)."""
+    from digest.privacy.erase import optional_secret
     from subscribers import subscriptions
 
     with session() as db:
         nid, slug = _newsletter_id(db, newsletter)
         status = "confirmed" if confirmed else "pending"
-        m = subscriptions.add(db, nid, email, name, status=status, source="cli")
+        m = subscriptions.add(
+            db, nid, email, name, status=status, source="cli", secret=optional_secret(settings())
+        )
         console.print(f"{m.email}: {m.status} ({slug})")
 
 

@@ -46,6 +46,7 @@ async def _run(eng, s, once: bool) -> WorkerReport:  # type: ignore[no-untyped-d
 
     from digest.delivery.sender import install_signal_handlers
     from digest.delivery.worker import Worker
+    from digest.webhooks.dispatcher import in_background as webhooks_in_background
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -55,7 +56,8 @@ async def _run(eng, s, once: bool) -> WorkerReport:  # type: ignore[no-untyped-d
         f"Worker {w.presence.id} joining sends in progress {mode}; "
         f"looking for work every {s.worker_poll_seconds:g}s"
     )
-    return await w.run()
+    async with webhooks_in_background(s, eng):
+        return await w.run()
 
 
 def _print_run(report: SendReport) -> None:

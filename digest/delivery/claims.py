@@ -99,7 +99,7 @@ def held(session: Session, token: str) -> list[Row]:
     rows = session.execute(
         select(
             Delivery.id,
-            Delivery.subscriber_id,
+            Subscriber.id,  # = Delivery.subscriber_id (NULL only for erased rows, not joined)
             Delivery.attempts,
             Subscriber.email,
             Subscriber.name,

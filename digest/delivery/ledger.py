@@ -341,7 +341,12 @@ def finish_if_done(session: Session, issue: Edition) -> bool:
         .execution_options(synchronize_session=False)
     )
     session.expire(issue)
-    return bool(affected(result))
+    done = bool(affected(result))
+    if done:
+        from digest.webhooks import events
+
+        events.edition_sent(session, issue)
+    return done
 
 
 def explain(session: Session, edition: Edition, email_key: str) -> dict[str, Any] | None:

@@ -34,7 +34,9 @@ class Delivery(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     edition_id: Mapped[int] = mapped_column(ForeignKey("editions.id"))
-    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id"))
+    #: NULL once the subscriber was erased (digest.privacy): the row stays, anonymous,
+    #: so the edition's counts do not change.
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
     status: Mapped[DeliveryStatus] = mapped_column(
         EnumText(DeliveryStatus), default=DeliveryStatus.PENDING
     )

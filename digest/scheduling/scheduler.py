@@ -27,6 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -131,6 +132,7 @@ async def _lead(
     try:
         housekeeping.start()
         _install_bounces(housekeeping, engine, settings)
+        _install_candidates(housekeeping, engine, settings)
         resumed = await runner.resume_all()
         if resumed:
             log.info("scheduler: resuming the interrupted send of %s", ", ".join(resumed))
@@ -179,21 +181,37 @@ async def _log_next(runner: Runner, settings: Settings) -> None:
         log.info("scheduler: next send of %s (%s): %s", slug, key, when)
 
 
-def _install_bounces(scheduler: AsyncIOScheduler, engine: Engine, settings: Settings) -> None:
-    """Read the bounce mailbox every DIGEST_BOUNCE_INTERVAL seconds, when one is set."""
-    if settings.bounce_mailbox is None or not settings.bounce_interval:
-        return
+def _every(
+    scheduler: AsyncIOScheduler, job: Any, seconds: float, settings: Settings, *args: Any
+) -> None:
+    """Run `job(*args)` now, then every `seconds`; never two at once."""
     scheduler.add_job(
-        process_bounces,
-        IntervalTrigger(seconds=settings.bounce_interval, timezone=settings.tz),
-        args=[engine, settings],
-        id="bounces",
-        name="bounce processing",
+        job,
+        IntervalTrigger(seconds=seconds, timezone=settings.tz),
+        args=list(args),
+        id=job.__name__,
+        name=(job.__doc__ or job.__name__).splitlines()[0],
         replace_existing=True,
         next_run_time=utcnow(),
         coalesce=True,
         max_instances=1,
     )
+
+
+def _install_bounces(scheduler: AsyncIOScheduler, engine: Engine, settings: Settings) -> None:
+    """Read the bounce mailbox every DIGEST_BOUNCE_INTERVAL seconds, when one is set."""
+    if settings.bounce_mailbox is None or not settings.bounce_interval:
+        return
+    _every(scheduler, process_bounces, settings.bounce_interval, settings, engine, settings)
+
+
+def _install_candidates(scheduler: AsyncIOScheduler, engine: Engine, settings: Settings) -> None:
+    """Poll DIGEST_CANDIDATE_FEEDS every DIGEST_CANDIDATE_INTERVAL seconds, when set."""
+    if not settings.candidate_feeds or not settings.candidate_interval:
+        return
+    from digest.candidates.poll import scheduled_poll
+
+    _every(scheduler, scheduled_poll, settings.candidate_interval, settings, engine, settings)
 
 
 async def process_bounces(engine: Engine, settings: Settings) -> None:

@@ -99,8 +99,17 @@ def _published(session: Session, newsletter: Newsletter, limit: int) -> list[Edi
     )
 
 
-def _mode(edition: Edition) -> str:
+def click_mode(edition: Edition) -> str:
+    """How the edition's story links were made: aggregate, per-subscriber or off."""
     return str((edition.content or {}).get("click_stats") or "off")
+
+
+_mode = click_mode
+
+
+def readers(session: Session, edition: Edition) -> int:
+    """Per-subscriber editions: how many readers clicked at least one story."""
+    return _readers_by_edition(session, [edition.id]).get(edition.id, 0)
 
 
 def _clicks_by_edition(session: Session, ids: list[int]) -> dict[int, int]:

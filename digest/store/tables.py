@@ -19,6 +19,10 @@ MODEL_MODULES = (
     "digest.editorial.models",
     "digest.delivery.models",
     "digest.stats.models",
+    "subscribers.erasures",
+    "digest.api.keys",
+    "digest.webhooks.models",
+    "digest.candidates.models",
 )
 
 

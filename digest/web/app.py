@@ -29,6 +29,7 @@ from digest.web import (
     auth,
     clicks,
     desk,
+    desk_candidates,
     desk_picks,
     feeds,
     preferences,
@@ -120,14 +121,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(_purge, engine)
         try:
-            async with scheduler_hook(settings):
+            async with scheduler_hook(settings), webhooks_in_background(settings, engine):
                 yield
         finally:
             await app.state.signups.drain()
 
+    from digest.api.routes import mount as api_mount
+    from digest.webhooks.dispatcher import in_background as webhooks_in_background
+
     app = DigestApp(
         routes=[
             *feeds.routes,  # before the archive's /issues/{key}
+            api_mount(settings, engine),
             *archive.routes,
             *clicks.routes,
             *public.routes,
@@ -135,6 +140,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
             *auth.routes,
             *desk.routes,
             *desk_picks.routes,
+            *desk_candidates.routes,
             *preview.routes,
             *stats.routes,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

@@ -10,6 +10,7 @@ the email shows them: the lead story, then the sections in their order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,10 +87,17 @@ class DeskState:
     past: list[tuple[Edition, dict[DeliveryStatus, int]]] = field(default_factory=list)
     removed: Pick | None = None
     readers: SectionReads | None = None  # most-read sections (templates/web/_readers.html)
+    #: Data of the panels other modules add (see PANELS), by name.
+    panels: dict[str, Any] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         return (1 if self.lead else 0) + sum(len(rows) for _, rows in self.sections)
+
+
+#: Panels other modules add to the desk: name -> loader(session, request, target), whose
+#: result its partial template (included by desk.html) reads as state.panels[name].
+PANELS: dict[str, Callable[[Session, Request, campaign.Target], Any]] = {}
 
 
 def slug_of(request: Request, form: FormData | None = None) -> str | None:
@@ -163,6 +171,7 @@ def state_of(session: Session, request: Request, slug: str | None) -> DeskState:
         past,
         removed,
         stats_report.sections(session, t.newsletter),
+        {name: load(session, request, t) for name, load in PANELS.items()},
     )
 
 

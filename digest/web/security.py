@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import re
 import secrets
 from typing import Any
@@ -245,14 +246,21 @@ class SecurityMiddleware:
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, status: int, title: str, text: str
     ) -> None:
-        """A short page (not the app's templates: the request never reached the app)."""
-        response = Response(
-            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}'
-            f"</title></head><body><h1>{title}</h1><p>{text}</p></body></html>",
-            status_code=status,
-            media_type="text/html",
-            headers={"connection": "close"},
-        )
+        """A short page (not the app's templates: the request never reached the app); the
+        API (/api/) gets its JSON error shape instead."""
+        if str(scope.get("path", "")).startswith("/api/"):
+            body = json.dumps({"error": text, "field": None})
+            response = Response(
+                body, status, media_type="application/json", headers={"connection": "close"}
+            )
+        else:
+            response = Response(
+                f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}'
+                f"</title></head><body><h1>{title}</h1><p>{text}</p></body></html>",
+                status_code=status,
+                media_type="text/html",
+                headers={"connection": "close"},
+            )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

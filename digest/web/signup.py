@@ -37,7 +37,7 @@ from digest.errors import DigestError
 from digest.settings import Settings
 from digest.store import throttle
 from digest.store.engine import session_scope
-from subscribers import subscriptions
+from subscribers import erasures, subscriptions
 from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.model import SubscriberStatus
 from subscribers.tokens import CONFIRM, UNSUBSCRIBE, make_token
@@ -137,11 +137,20 @@ def record(
     session: Session, secret: bytes, email: str, key: str, name: str, newsletter_id: int
 ) -> tuple[int, str] | None:
     """Add the address to the newsletter (pending) unless it is there already; the (id,
-    address) to send that newsletter's confirmation to, if any."""
+    address) to send that newsletter's confirmation to, if any. An address erased at its
+    owner's request is left alone (subscribers.erasures)."""
+    if erasures.erased_keys(session, secret, [key]):
+        return None
     member = subscriptions.find(session, newsletter_id, email)
     if member is None or member.subscription is None:
         member = subscriptions.add(
-            session, newsletter_id, email, name, status="pending", source="web sign-up"
+            session,
+            newsletter_id,
+            email,
+            name,
+            status="pending",
+            source="web sign-up",
+            secret=secret,
         )
     if member.status not in MAILABLE:
         return None

@@ -53,7 +53,8 @@ def fetch(url: str, *, max_bytes: int, timeout: float = FETCH_TIMEOUT) -> tuple[
 
     Returns (body, content type, final URL). Every failure is a one-line InputError.
     """
-    try:
+    try:  # httpx is always installed (webhooks); the [feeds] extra is what URL imports need
+        import defusedxml  # noqa: F401
         import httpx
     except ImportError:
         raise MissingExtra("feeds", f"{url}: importing picks from a URL") from None
