@@ -135,9 +135,8 @@ def clicks_of(session: Session, row: Subscriber) -> list[dict[str, Any]]:
     )
     out = []
     for click, key, content in rows:
-        story = next(
-            (p for p in (content or {}).get("picks", []) if p.get("id") == click.pick_id), {}
-        )
+        picks: list[dict[str, Any]] = (content or {}).get("picks", [])
+        story: dict[str, Any] = next((p for p in picks if p.get("id") == click.pick_id), {})
         out.append(
             {
                 "edition": key,
