@@ -29,13 +29,13 @@ if str(REPO) not in sys.path:  # `python bench/x.py` as well as `python -m bench
 
 from digest.clock import utcnow
 from digest.delivery import campaign
-from digest.editorial import editions
+from digest.editorial import editions, newsletters
 from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.settings import Settings, load_settings
 from digest.store.engine import dispose_all, get_engine, session_scope
-from subscribers.model import SubscriberStatus
-from subscribers.store import row_values, upsert_rows
+from subscribers import store, subscriptions
+from subscribers.model import SubscriptionStatus
 from tests.samples import sample_content
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -77,42 +77,49 @@ def smtp_env(port: int, concurrency: int) -> dict[str, str]:
 
 
 def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None:
-    """`n` confirmed subscribers through the store's upsert, one batch at a time."""
+    """`n` confirmed subscribers of the default newsletter, through the stores' own upserts."""
     engine = get_engine(settings.database_url)
     now = utcnow()
+    with session_scope(engine) as session:
+        newsletter_id = newsletters.resolve(session, settings).id
     for start in range(0, n, batch):
-        rows = [
-            row_values(
-                f"reader{i}@example.com",
-                f"reader{i}@example.com",
-                f"Reader {i}",
-                {},
-                SubscriberStatus.CONFIRMED,
-                "bench",
+        emails = [f"reader{i}@example.com" for i in range(start, min(n, start + batch))]
+        with session_scope(engine) as session:
+            rows = [store.address_row(e, e, f"Reader {e[6:-12]}", {}) for e in emails]
+            store.upsert_addresses(session, rows, now)
+            ids = store.ids_for(session, emails)
+            confirmed = SubscriptionStatus.CONFIRMED
+            subscriptions.upsert(
+                session,
+                [subscriptions.row(newsletter_id, ids[e], confirmed, "bench", now) for e in emails],
                 now,
             )
-            for i in range(start, min(n, start + batch))
-        ]
-        with session_scope(engine) as session:
-            upsert_rows(session, rows, now)
 
 
-def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
-    """The sample picks frozen into this week's issue, its send started, ledger filled."""
+def add_sample_picks(settings: Settings, stories: int = STORIES) -> None:
+    """The sample picks, subject, preheader and intro in the default newsletter's open edition."""
     engine = get_engine(settings.database_url)
     content = sample_content(stories)
     with session_scope(engine) as session:
+        newsletter = newsletters.resolve(session, settings)
+        edition = editions.open_edition(session, settings, newsletter)
+        sections = newsletters.settings_for(settings, newsletter).sections
         for pick in content["picks"]:
             data = {k: v for k, v in pick.items() if k not in ("id", "position")}
-            add_pick(session, validate_pick(data, settings.sections))
+            add_pick(session, edition.id, validate_pick(data, sections))
         editions.edit(
             session,
-            editions.current_key(settings),
+            edition,
             subject=content["subject"],
             preheader=content["preheader"],
             intro=content["intro"],
         )
-    return campaign.prepare_send(engine, settings)
+
+
+def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
+    """The sample picks frozen into the open edition, its send started, ledger filled."""
+    add_sample_picks(settings, stories)
+    return campaign.prepare_send(get_engine(settings.database_url), settings)
 
 
 # -- measuring -----------------------------------------------------------------

@@ -84,16 +84,17 @@ def child_load_list() -> dict[str, object]:
 
     from digest.settings import load_settings
     from digest.store.engine import get_engine, session_scope
-    from subscribers.model import Subscriber, SubscriberStatus
+    from subscribers import subscriptions
+    from subscribers.model import Subscriber, Subscription
 
     settings = load_settings()
     engine = get_engine(settings.database_url)
     start = rss_mb()
     with session_scope(engine) as session:
         rows = session.execute(
-            select(Subscriber.id, Subscriber.email, Subscriber.name).where(
-                Subscriber.status == SubscriberStatus.CONFIRMED
-            )
+            select(Subscriber.id, Subscriber.email, Subscriber.name)
+            .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+            .where(subscriptions.mailable())
         ).all()
         count = len(rows)
     return {"rows": count, "rss_start_mb": start, "peak_rss_mb": peak_rss_mb()}
