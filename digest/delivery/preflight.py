@@ -11,8 +11,7 @@ import hashlib
 
 from digest.delivery.dkim import aligned, signer_for
 from digest.delivery.dkimkeys import MIN_RECOMMENDED_RSA_BITS
-from digest.delivery.message import Recipient
-from digest.delivery.sender import template_for
+from digest.delivery.message import Recipient, template_for
 from digest.editorial import spamscore
 from digest.editorial.models import Edition
 from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check
