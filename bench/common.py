@@ -76,6 +76,16 @@ def smtp_env(port: int, concurrency: int) -> dict[str, str]:
     }
 
 
+def dkim_env(folder: Path, kind: str) -> dict[str, str]:
+    """DIGEST_DKIM_* for a new key of `kind` ("rsa": RSA-2048, or "ed25519") in `folder`."""
+    from digest.delivery import dkimkeys
+
+    path = folder / f"dkim-{kind}.pem"
+    if not path.exists():
+        dkimkeys.write_private_key(path, dkimkeys.generate_key(kind))  # type: ignore[arg-type]
+    return {"DIGEST_DKIM_KEY_FILE": str(path), "DIGEST_DKIM_SELECTOR": "bench"}
+
+
 def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None:
     """`n` confirmed subscribers of the default newsletter, through the stores' own upserts."""
     engine = get_engine(settings.database_url)
