@@ -24,6 +24,8 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
 MIGRATION_LOCK = 0x64696765  # pg_advisory_xact_lock key held while migrating ("dige")
+#: How long a SQLite connection waits for another writer before failing.
+BUSY_TIMEOUT_MS = 30000
 
 
 def normalise_url(url: str) -> str:
@@ -39,7 +41,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.close()
 
 
