@@ -5,9 +5,10 @@ sample message with Bayes and auto-learning off and a throwaway HOME, so our own
 sample is never learned as ham. That costs a second or more of Perl start-up per
 check, so when a spamd answers, the message goes to it through `spamc -R` instead
 (run spamd with `--local` and Bayes off for the same score; docs/deliverability.md).
-DIGEST_SPAMASSASSIN names the command: `spamassassin` (the default; uses a spamd on
-spamc's default address when one answers), `spamc` with its options (e.g. `spamc -p
-7830`: always the daemon), or `off`. The score misses the reputation checks
+DIGEST_SPAMASSASSIN names the command: `spamassassin` (the default; a spamd on
+spamc's default address is used when one answers), `spamc` with its options (e.g.
+`spamc -p 7830`: always the daemon), another command that behaves like
+`spamassassin` (run as it is), or `off`. The score misses the reputation checks
 receivers add, which is why preflight reports it as advice rather than blocking the
 send.
 """
@@ -73,7 +74,7 @@ def score(message: bytes, command: str, timeout: float = TIMEOUT) -> SpamScore:
     exe = shutil.which(words[0]) or words[0]
     if os.path.basename(exe) == "spamc":
         return _spamc([exe, *words[1:]], message, timeout)
-    spamc = shutil.which("spamc")
+    spamc = shutil.which("spamc") if os.path.basename(exe) == "spamassassin" else None
     if spamc is not None and daemon_answers([spamc]):
         try:
             return _spamc([spamc], message, timeout)
@@ -90,21 +91,22 @@ def daemon_answers(spamc: list[str]) -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return done.returncode == 0 and b"PONG" in done.stdout
+    return done.returncode == 0 and done.stdout.startswith(b"SPAMD/")
 
 
 def _spamc(argv: list[str], message: bytes, timeout: float) -> SpamScore:
     """`spamc -R`: "score/required", then the same report table as `spamassassin -t`."""
-    out = _run([*argv, *_SPAMC_QUICK, "-t", str(int(timeout)), "-R"], message, timeout, {})
+    code, out = _run([*argv, *_SPAMC_QUICK, "-t", str(int(timeout)), "-R"], message, timeout, {})
     m = _SPAMC.search(out.split("\n", 1)[0])
-    if m is None:
-        raise SpamCheckError(f"spamc gave no score (is spamd running?): {out[:80]!r}")
+    # 0 or 1 (ham or spam); others are spamc's sysexits codes (69: no spamd answered)
+    if m is None or code not in (0, 1):
+        raise SpamCheckError(f"spamc exited {code} without a score (is spamd running?)")
     return SpamScore(float(m.group(1)), float(m.group(2)), tuple(_rules(out)))
 
 
 def _spamassassin(argv: list[str], message: bytes, timeout: float) -> SpamScore:
     with tempfile.TemporaryDirectory(prefix="digest-sa-") as home:
-        out = _run(
+        _, out = _run(
             [*argv, "-L", "-t", "-x", "--cf=use_bayes 0", "--cf=bayes_auto_learn 0"],
             message,
             timeout,
@@ -113,7 +115,7 @@ def _spamassassin(argv: list[str], message: bytes, timeout: float) -> SpamScore:
     return parse_output(out)
 
 
-def _run(argv: list[str], message: bytes, timeout: float, env: dict[str, str]) -> str:
+def _run(argv: list[str], message: bytes, timeout: float, env: dict[str, str]) -> tuple[int, str]:
     try:
         proc = subprocess.run(
             argv,
@@ -127,7 +129,7 @@ def _run(argv: list[str], message: bytes, timeout: float, env: dict[str, str]) -
         raise SpamCheckError(f"SpamAssassin took longer than {timeout:.0f} s") from None
     except OSError as exc:
         raise SpamCheckError(f"cannot run {argv[0]}: {exc.strerror}") from None
-    return proc.stdout.decode("utf-8", "replace")
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
 
 
 def parse_output(text: str) -> SpamScore:
