@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, String, Table, and_, bindparam, func, literal, select, update
+from sqlalchemy import Integer, String, Table, and_, bindparam, func, literal, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -96,7 +96,12 @@ def fill(session: Session, edition: Edition) -> int:
         .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
     )
     result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
-    return affected(result)
+    added = affected(result)
+    if added and dialect == "postgresql":
+        # Fresh statistics, or the planner guesses from an empty ledger and the claims of
+        # a large send scan every owed row (ANALYZE sees this transaction's own rows).
+        session.execute(text("ANALYZE deliveries"))
+    return added
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
@@ -208,44 +213,52 @@ def plan(
     return out
 
 
-_WRITE = (
-    update(TABLE)
-    .where(TABLE.c.id == bindparam("b_id"), TABLE.c.claimed_by == bindparam("b_token"))
-    .values(
-        status=bindparam("b_status"),
-        attempts=bindparam("b_attempts"),
-        last_code=bindparam("b_code"),
-        last_reply=bindparam("b_reply"),
-        next_attempt_at=bindparam("b_due"),
-        sent_at=bindparam("b_sent"),
-        updated_at=bindparam("b_now"),
-        claimed_by=None,
-        lease_until=None,
+def _update(session: Session, now: datetime, *, sent: bool) -> Any:
+    """The UPDATE for a batch's sent rows, or for its other rows. The batch's one
+    timestamp is inlined as SQL and only what differs per row is bound (five values
+    per sent row instead of nine; no datetimes formatted per row)."""
+    stamp = store.timestamp_literal(session, TABLE.c.updated_at, now)
+    values: dict[str, Any] = {
+        "attempts": bindparam("b_attempts"),
+        "last_code": bindparam("b_code"),
+        "last_reply": bindparam("b_reply"),
+        "updated_at": stamp,
+        "claimed_by": None,
+        "lease_until": None,
+    }
+    if sent:
+        values.update(status=store.const(DeliveryStatus.SENT), next_attempt_at=None, sent_at=stamp)
+    else:
+        values.update(status=bindparam("b_status"), next_attempt_at=bindparam("b_due"))
+    return (
+        update(TABLE)
+        .where(TABLE.c.id == bindparam("b_id"), TABLE.c.claimed_by == bindparam("b_token"))
+        .values(**values)
     )
-)
 
 
 def write(session: Session, decisions: list[Decision], now: datetime) -> int:
-    """Write decided rows in one executemany (only where the claim still holds); rows written."""
-    if not decisions:
-        return 0
-    params = [
-        {
-            "b_id": d.id,
-            "b_token": d.token,
-            "b_status": d.status,
-            "b_attempts": d.attempts,
-            "b_code": d.code,
-            "b_reply": d.reply,
-            "b_due": d.due,
-            "b_sent": now if d.status == DeliveryStatus.SENT else None,
-            "b_now": now,
-        }
-        for d in decisions
-    ]
-    result = session.connection().execute(_WRITE, params)
-    written = cast("CursorResult[Any]", result).rowcount
-    return len(params) if written is None or written < 0 else written
+    """Write decided rows (only where the claim still holds), one executemany for the
+    sent rows and one for the rest; returns the rows written."""
+    written = 0
+    for sent in (True, False):
+        params = [
+            {
+                "b_id": d.id,
+                "b_token": d.token,
+                "b_attempts": d.attempts,
+                "b_code": d.code,
+                "b_reply": d.reply,
+                **({} if sent else {"b_status": d.status, "b_due": d.due}),
+            }
+            for d in decisions
+            if (d.status == DeliveryStatus.SENT) == sent
+        ]
+        if params:
+            result = session.connection().execute(_update(session, now, sent=sent), params)
+            count = cast("CursorResult[Any]", result).rowcount
+            written += len(params) if count is None or count < 0 else count
+    return written
 
 
 def record(

@@ -166,6 +166,7 @@ class Sender:
         self._space.set()
         self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
         self._batches = 0
+        self._cursor = 0  # the largest id claimed in this pass (claims.claim's after_id)
         self._fatal: BaseException | None = None
         self._closing = False
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
@@ -323,14 +324,24 @@ class Sender:
             self.presence.leave(session)
 
     async def _claim(self) -> list[ledger.Row]:
-        self._batches += 1
-        token = self.presence.token(self._batches)
+        """The next batch after the cursor; at the end of a pass, the first of a new one."""
         edition_id, size, lease = self.issue.id, self.batch_size, self.settings.lease_seconds
-        rows = await self._in_db(lambda s: claims.claim(s, edition_id, token, size, lease))
-        if rows:
-            self._held[token] = len(rows)
-            self.report.claimed += len(rows)
-        return rows
+        while True:
+            self._batches += 1
+            token, after = self.presence.token(self._batches), self._cursor
+
+            def take(s: Session, token: str = token, after: int = after) -> list[ledger.Row]:
+                return claims.claim(s, edition_id, token, size, lease, after_id=after)
+
+            rows = await self._in_db(take)
+            if rows:
+                self._cursor = rows[-1].id
+                self._held[token] = len(rows)
+                self.report.claimed += len(rows)
+                return rows
+            if not after:
+                return rows
+            self._cursor = 0  # past the end: start a new pass from the beginning
 
     async def _passes(self, queue: asyncio.Queue[tuple[ledger.Row, Prepared]]) -> None:
         edition_id = self.issue.id
