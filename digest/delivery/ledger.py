@@ -67,6 +67,19 @@ def start_lock(session: Session) -> None:
 def fill(session: Session, edition: Edition) -> int:
     """Add a pending row for every address the newsletter goes to, not yet in the ledger:
     a confirmed subscription whose address is not suppressed."""
+    wanted = [Subscription.newsletter_id == edition.newsletter_id, subscriptions.mailable()]
+    if session.scalar(select(Delivery.id).where(Delivery.edition_id == edition.id).limit(1)):
+        # Adding to a ledger (a resumed send): only who is not in it yet. Not asked on a
+        # first fill, where ON CONFLICT suffices: a planner that takes the empty ledger for
+        # empty rescans it once per subscriber while the INSERT grows it (quadratic).
+        wanted.append(
+            ~select(Delivery.id)
+            .where(
+                Delivery.edition_id == edition.id,
+                Delivery.subscriber_id == Subscription.subscriber_id,
+            )
+            .exists()
+        )
     sel = (
         select(
             literal(edition.id, Integer),
@@ -76,32 +89,42 @@ def fill(session: Session, edition: Edition) -> int:
             literal("", String),
         )
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-        .where(
-            Subscription.newsletter_id == edition.newsletter_id,
-            subscriptions.mailable(),
-            ~select(Delivery.id)
-            .where(
-                Delivery.edition_id == edition.id,
-                Delivery.subscriber_id == Subscription.subscriber_id,
-            )
-            .exists(),
-        )
+        .where(*wanted)
     )
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    pg = session.get_bind().dialect.name == "postgresql"
+    if pg:  # a list imported a moment ago has no statistics yet
+        _analyze(session, ("subscriptions", "subscribers"), stale_only=True)
     # Two processes filling at once (a scheduler and a manual send) must not collide.
     stmt = (
-        insert(Delivery)
+        (postgresql.insert if pg else sqlite.insert)(Delivery)
         .from_select(["edition_id", "subscriber_id", "status", "attempts", "last_reply"], sel)
         .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
     )
     result = session.connection().execute(stmt.execution_options(preserve_rowcount=True))
     added = affected(result)
-    if added and dialect == "postgresql":
-        # Fresh statistics, or the planner guesses from an empty ledger and the claims of
-        # a large send scan every owed row (ANALYZE sees this transaction's own rows).
-        session.execute(text("ANALYZE deliveries"))
+    if added and pg:  # the claims of this send plan with the ledger as it is now
+        _analyze(session, ("deliveries",))
     return added
+
+
+def _analyze(session: Session, tables: tuple[str, ...], *, stale_only: bool = False) -> None:
+    """PostgreSQL: ANALYZE these tables (with `stale_only`, those autovacuum has not
+    analysed since 10 % of their rows changed): a list imported a moment ago, or a ledger
+    just filled, would otherwise be planned as a few rows (a claim of a large send then
+    scans every owed row). ANALYZE sees this transaction's own rows."""
+    if stale_only:
+        tables = tuple(
+            session.scalars(
+                text(
+                    "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(:names) AND "
+                    "(COALESCE(last_analyze, last_autoanalyze) IS NULL "
+                    "OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)"
+                ),
+                {"names": list(tables)},
+            )
+        )
+    for name in tables:
+        session.execute(text(f'ANALYZE "{name}"'))  # our own table names only
 
 
 def backoff(attempts: int, base: float, cap: float) -> float:
