@@ -161,7 +161,10 @@ class Sender:
         #: Outcomes not yet committed (waiting or being written). Workers pause at
         #: batch_size, which bounds what a crash can repeat to batch_size + concurrency.
         self._unrecorded = 0
-        self._wake = asyncio.Event()  # the recorder: a full batch is waiting
+        #: The recorder starts writing at half a batch, so the workers go on sending while
+        #: it commits and only wait when a whole batch is still unrecorded.
+        self._flush_at = max(1, self.batch_size // 2)
+        self._wake = asyncio.Event()  # the recorder: outcomes are waiting
         self._space = asyncio.Event()  # the workers: outcomes may be added again
         self._space.set()
         self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
@@ -241,9 +244,10 @@ class Sender:
     def _add(self, row: ledger.Row, outcome: Result | str) -> None:
         self._results.append((row, outcome))
         self._unrecorded += 1
+        if self._unrecorded >= self._flush_at:
+            self._wake.set()
         if self._unrecorded >= self.batch_size:
             self._space.clear()
-            self._wake.set()
 
     async def _room(self) -> None:
         """Wait while a full batch of outcomes is not yet committed (the recorder frees it)."""
