@@ -298,7 +298,7 @@ def template_for(
 Prepared = Outbound | str | Result  # a message to send, or why a row gets none
 #: Signed messages per hand-over to the signing pool: enough that the event loop's
 #: share of a hand-over is small per message, few enough to keep the workers fed.
-SIGN_CHUNK = 8
+SIGN_CHUNK = 16
 
 
 def signing_threads() -> int:
