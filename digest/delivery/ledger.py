@@ -14,7 +14,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, String, Table, and_, bindparam, func, literal, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -236,6 +248,9 @@ def plan(
     return out
 
 
+_UNCACHED: dict[str, Any] = {"compiled_cache": None}
+
+
 def _update(session: Session, now: datetime, *, sent: bool) -> Any:
     """The UPDATE for a batch's sent rows, or for its other rows. The batch's one
     timestamp is inlined as SQL and only what differs per row is bound (five values
@@ -246,11 +261,12 @@ def _update(session: Session, now: datetime, *, sent: bool) -> Any:
         "last_code": bindparam("b_code"),
         "last_reply": bindparam("b_reply"),
         "updated_at": stamp,
-        "claimed_by": None,
-        "lease_until": None,
+        "claimed_by": null(),
+        "lease_until": null(),
     }
     if sent:
-        values.update(status=store.const(DeliveryStatus.SENT), next_attempt_at=None, sent_at=stamp)
+        values.update(status=store.const(DeliveryStatus.SENT), next_attempt_at=null())
+        values.update(sent_at=stamp)
     else:
         values.update(status=bindparam("b_status"), next_attempt_at=bindparam("b_due"))
     return (
@@ -278,7 +294,12 @@ def write(session: Session, decisions: list[Decision], now: datetime) -> int:
             if (d.status == DeliveryStatus.SENT) == sent
         ]
         if params:
-            result = session.connection().execute(_update(session, now, sent=sent), params)
+            # Compiled afresh for each batch: with the batch's timestamp in its SQL, a
+            # cached copy would never be used again, and 500 of them would fill the
+            # engine's statement cache (+15 MB over a long send).
+            result = session.connection().execute(
+                _update(session, now, sent=sent), params, execution_options=_UNCACHED
+            )
             count = cast("CursorResult[Any]", result).rowcount
             written += len(params) if count is None or count < 0 else count
     return written
