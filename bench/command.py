@@ -44,6 +44,7 @@ from bench.common import (
     smtp_env,
     smtp_source,
     stopwatch,
+    verify_dumped,
     workspace,
 )
 
@@ -157,16 +158,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--spamassassin", default="spamassassin", help="DIGEST_SPAMASSASSIN for build and send"
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --dkim: smtp-sink keeps every message and dkimpy verifies each of digest's",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    if args.verify and args.dkim == "off":
+        parser.error("--verify checks DKIM signatures: give --dkim too")
     if min(args.messages, args.concurrency, args.rounds) < 1:
         parser.error("--messages, --concurrency and --rounds must be at least 1")
     require_postfix_tools()
     keys = Path(tempfile.mkdtemp(prefix="digest-bench-keys-"))
+    dump = keys / "received" if args.verify else None
+    if dump is not None:
+        dump.mkdir()
     rounds: list[Round] = []
     loads = [os.getloadavg()[0]]
+    verified = ""
     try:
-        with SMTPSink() as sink:
+        with SMTPSink(dump=dump) as sink:
             for r in range(args.rounds):
                 rounds.append(one_round(args, sink, keys, rounds[-1].after if rounds else None))
                 loads.append(os.getloadavg()[0])
@@ -177,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{x.seconds:.1f} s, CPU {x.cpu:.1f} s): {x.ratio:.2f}x",
                     flush=True,
                 )
+        if dump is not None:
+            key_file = Path(dkim_env(keys, args.dkim)["DIGEST_DKIM_KEY_FILE"])
+            checked, people = verify_dumped(dump, key_file, "reader@example.com")
+            if people != args.messages or checked != args.messages * args.rounds:
+                raise SystemExit(f"bench.command: {checked} messages to {people} recipients")
+            verified = f"; all {checked:,} DKIM signatures verify with dkimpy"
     finally:
         shutil.rmtree(keys, ignore_errors=True)
 
@@ -219,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         note="the Sender's own rate (its summary line)",
     )
     results.show(args.json)
-    print(f"all {args.messages * args.rounds:,} messages arrived; ledgers complete")
+    print(f"all {args.messages * args.rounds:,} messages arrived; ledgers complete{verified}")
     return 0
 
 

@@ -86,6 +86,29 @@ def dkim_env(folder: Path, kind: str) -> dict[str, str]:
     return {"DIGEST_DKIM_KEY_FILE": str(path), "DIGEST_DKIM_SELECTOR": "bench"}
 
 
+def verify_dumped(folder: Path, key_file: Path, skip_rcpt: str) -> tuple[int, int]:
+    """DKIM-verify (dkimpy) every message smtp-sink dumped into `folder`, except those to
+    `skip_rcpt`; (messages checked, distinct recipients). Fails on the first bad one."""
+    import dkim
+
+    from digest.delivery import dkimkeys
+
+    record = dkimkeys.txt_value(dkimkeys.load_key(key_file.read_bytes())).encode()
+    recipients: set[bytes] = set()
+    checked = 0
+    for path in sorted(folder.iterdir()):
+        raw = path.read_bytes()
+        rcpt = re.search(rb"^X-Rcpt-Args: <([^>]*)>", raw, re.MULTILINE)
+        if rcpt is None or rcpt.group(1) == skip_rcpt.encode():
+            continue
+        message = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if not dkim.verify(message, dnsfunc=lambda name, timeout=5: record):
+            raise SystemExit(f"bench: the message in {path} does not verify with dkimpy")
+        recipients.add(rcpt.group(1))
+        checked += 1
+    return checked, len(recipients)
+
+
 def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None:
     """`n` confirmed subscribers of the default newsletter, through the stores' own upserts."""
     engine = get_engine(settings.database_url)
@@ -237,11 +260,13 @@ class SMTPSink:
 
     _COUNTER = re.compile(rb"mesg=(\d+)")
 
-    def __init__(self, backlog: int = 1000) -> None:
+    def __init__(self, backlog: int = 1000, dump: Path | None = None) -> None:
+        """`dump`: also write each message received to a file of its own in that folder."""
         import tempfile
 
         self.port = free_port()
         self.backlog = backlog
+        self.dump = dump
         self._log = tempfile.NamedTemporaryFile(prefix="smtp-sink-", suffix=".log")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -249,6 +274,8 @@ class SMTPSink:
         cmd = [SMTP_SINK, "-c"]
         if os.geteuid() == 0:  # smtp-sink refuses to keep root privileges
             cmd += ["-u", "root"]
+        if self.dump is not None:  # strftime template; smtp-sink adds a random suffix
+            cmd += ["-d", f"{self.dump}/%H%M%S."]
         cmd += [f"127.0.0.1:{self.port}", str(self.backlog)]
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10

@@ -50,3 +50,39 @@ def test_send_benchmark_smoke_run(tmp_path: Path) -> None:
     names = [f["name"] for f in data["figures"]]
     assert names == ["smtp-source", "digest (Sender + SMTP pool)", "naive (EmailMessage + smtplib)"]
     assert all(f["value"] > 0 for f in data["figures"])
+
+
+@pytest.mark.skipif(
+    not all(os.access(t, os.X_OK) for t in TOOLS),
+    reason="Postfix's smtp-sink/smtp-source are not installed (scripts/setup --test installs them)",
+)
+def test_whole_command_benchmark_smoke_run_signed(tmp_path: Path) -> None:
+    """bench.command: `digest build` and `digest send` as processes, DKIM RSA-2048 on; every
+    message arrived, the ledger is complete, and dkimpy verifies every signature."""
+    figures = tmp_path / "command.json"
+    n = 300
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.command",
+            f"--messages={n}",
+            "--rounds=1",
+            "--dkim=rsa",
+            "--verify",
+            "--spamassassin=off",
+            f"--json={figures}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"all {n:,} messages arrived; ledgers complete" in run.stdout
+    assert f"all {n:,} DKIM signatures verify with dkimpy" in run.stdout
+    data = json.loads(figures.read_text())
+    assert 40_000 < data["facts"]["message_bytes"] < 102_000
+    names = [f["name"] for f in data["figures"]]
+    assert names == ["smtp-source", "digest send (whole command)", "digest send, while sending"]
