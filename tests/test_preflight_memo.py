@@ -182,7 +182,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def spamd(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A real spamd on loopback (local tests, Bayes off), as docs/deliverability.md says."""
+    """A real spamd on loopback (local tests, Bayes off), as docs/performance.md says."""
     exe, client = shutil.which("spamd"), shutil.which("spamc")
     if exe is None or client is None:
         pytest.skip("spamd and spamc are not installed (Debian: apt install spamd spamc)")

@@ -4,7 +4,7 @@ Runs `spamassassin -L -t` (local tests only: no DNS blocklists, no network) on a
 sample message with Bayes and auto-learning off and a throwaway HOME, so our own
 sample is never learned as ham. That costs a second or more of Perl start-up per
 check, so when a spamd answers, the message goes to it through `spamc -R` instead
-(run spamd with `--local` and Bayes off for the same score; docs/deliverability.md).
+(run spamd with `--local` and Bayes off for the same score; docs/performance.md).
 DIGEST_SPAMASSASSIN names the command: `spamassassin` (the default; a spamd on
 spamc's default address is used when one answers), `spamc` with its options (e.g.
 `spamc -p 7830`: always the daemon), another command that behaves like
