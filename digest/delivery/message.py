@@ -45,7 +45,7 @@ from subscribers.tokens import EVERY_LIST, PREFERENCES, UNSUBSCRIBE, make_token
 
 if TYPE_CHECKING:
     from digest.delivery.dkim import Signer
-    from digest.delivery.ledger import Row
+    from digest.delivery.outcomes import Row
     from digest.editorial.models import Edition
 
 log = logging.getLogger("digest.sender")
