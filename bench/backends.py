@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.backends --subscribers 1000000 \\
         --postgres postgresql://postgres@127.0.0.1:5432/postgres
 
-For each backend in turn (SQLite first, then PostgreSQL; --rounds repeats the pair):
+For each backend in turn (SQLite first, or PostgreSQL with --postgres-first; --rounds
+repeats the pair):
 a fresh store with N confirmed subscribers and the 20-story edition, its ledger
 filled (and, on PostgreSQL, analysed) by `campaign.prepare_send`; then a child
 process sends it all (Sender + SMTP pool into one smtp-sink, as bench.memory does)
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", "-c", type=int, default=10)
     parser.add_argument("--rounds", "-r", type=int, default=1)
     parser.add_argument("--postgres", required=True, help="a PostgreSQL server URL")
+    parser.add_argument(
+        "--postgres-first", action="store_true", help="send on PostgreSQL first in each round"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     require_postfix_tools()
@@ -74,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     loads = [os.getloadavg()[0]]
     started = time.monotonic()
     with SMTPSink() as sink:
+        order = [("SQLite", None), ("PostgreSQL", args.postgres)]
         for _ in range(args.rounds):
-            runs["SQLite"].append(one_send(None, sink, n, args.concurrency))
-            loads.append(os.getloadavg()[0])
-            runs["PostgreSQL"].append(one_send(args.postgres, sink, n, args.concurrency))
-            loads.append(os.getloadavg()[0])
+            for name, url in order[::-1] if args.postgres_first else order:
+                runs[name].append(one_send(url, sink, n, args.concurrency))
+                loads.append(os.getloadavg()[0])
     rates = {name: statistics.median(r["rate"] for r in rs) for name, rs in runs.items()}
     peaks = {name: max(r["peak"] for r in rs) for name, rs in runs.items()}
     ratio = rates["PostgreSQL"] / rates["SQLite"]
