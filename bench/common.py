@@ -1,7 +1,7 @@
 """Shared helpers for the benchmarks: a throwaway store, the sample issue, smtp-sink.
 
 Every benchmark runs against real parts in a temporary folder: a SQLite store
-seeded through the subscribers store's own upsert, an issue frozen from the
+seeded through the subscribers store's own upserts, an edition frozen from the
 sample picks by `campaign.prepare_send`, and Postfix's `smtp-sink` on loopback
 (never the Postfix daemon). Figures are printed as a table and, with --json,
 written as one JSON object so BENCHMARKS.md can quote them.

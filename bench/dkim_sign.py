@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
     settings = Settings(
-        secret_key="k" * 40, base_url=f"https://{DOMAIN}", DIGEST_FROM=f"News <digest@{DOMAIN}>"
+        secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa",
+        base_url=f"https://{DOMAIN}",
+        DIGEST_FROM=f"News <digest@{DOMAIN}>",
     )
     rendered = render_issue(sample_content(20), settings)
     rows = []

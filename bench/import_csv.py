@@ -39,15 +39,19 @@ def write_csv(path: Path, rows: int) -> None:
 
 def child_import(path: str) -> dict[str, float]:
     """In the child: import `path` confirmed into DIGEST_DATABASE_URL."""
+    from digest.editorial import newsletters
     from digest.settings import load_settings
     from digest.store.engine import get_engine, session_scope
     from subscribers.csvio import import_csv
 
-    engine = get_engine(load_settings().database_url)
+    settings = load_settings()
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as session:  # the default newsletter, as on a fresh install
+        newsletter_id = newsletters.resolve(session, settings).id
     start = rss_mb()
     started, cpu = time.perf_counter(), time.process_time()
     with session_scope(engine) as session:
-        report = import_csv(session, Path(path), confirmed=True)
+        report = import_csv(session, Path(path), newsletter_id, confirmed=True)
     return {
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,

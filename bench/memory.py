@@ -46,7 +46,7 @@ TARGET_GROWTH = 0.10
 
 
 def child_send() -> dict[str, object]:
-    """In the child: send the issue prepared in DIGEST_DATABASE_URL; report memory."""
+    """In the child: send the edition prepared in DIGEST_DATABASE_URL; report memory."""
     from digest.delivery.sender import Sender
     from digest.delivery.transports.smtp import SMTPTransport
     from digest.editorial import editions

@@ -6,7 +6,10 @@ is allowed (SettingsError, exit code 2).
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
+from collections.abc import Sequence
 from email.headerregistry import Address
 from email.utils import parseaddr
 from functools import lru_cache
@@ -19,10 +22,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from digest.errors import SettingsError
+from digest.headertext import check_header_safe
 
 DEFAULT_SECTIONS = ["News", "Features", "Analysis", "Opinion"]
 MIN_SECRET_LENGTH = 32
 _CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
+_HOST = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?|[0-9a-f:.]+")
 
 
 class Settings(BaseSettings):
@@ -56,6 +61,10 @@ class Settings(BaseSettings):
 
     from_: str = Field("The Weekly Digest <digest@localhost>", alias="DIGEST_FROM")
     reply_to: str | None = None
+    #: Envelope sender (where DSNs go); default: the DIGEST_FROM address. With
+    #: bounce_verp each message goes out as local+b-{signed reference}@domain.
+    bounce_address: str | None = None
+    bounce_verp: bool = True
     base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
     list_name: str = "The Weekly Digest"
@@ -111,6 +120,11 @@ class Settings(BaseSettings):
     serve_scheduler: bool = False
     #: Proxies whose X-Forwarded-For/-Proto `digest serve` trusts (comma-separated, or *).
     forwarded_allow_ips: str = "127.0.0.1"
+    #: Host names the web app answers to besides DIGEST_BASE_URL's (comma-separated).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Seconds a client may take to send a request's headers, and then its body.
+    header_timeout: float = Field(10.0, gt=0, le=3600)
+    body_timeout: float = Field(30.0, gt=0, le=3600)
 
     # -- validators ---------------------------------------------------------
 
@@ -121,6 +135,17 @@ class Settings(BaseSettings):
             value = [s.strip() for s in value.split(",") if s.strip()]
         if isinstance(value, list) and not value:
             raise ValueError("needs at least one section name (comma-separated)")
+        return value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [h.strip().lower().strip("[]") for h in value.split(",") if h.strip()]
+        if isinstance(value, list):
+            for host in value:
+                if not _HOST.fullmatch(str(host)):
+                    raise ValueError(f"{str(host)[:60]!r} is not a host name (no scheme or port)")
         return value
 
     @field_validator("database_url")
@@ -169,8 +194,8 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        if value is not None:
+            check_secret_strength(value.get_secret_value())
         return value
 
     @field_validator(
@@ -180,6 +205,13 @@ class Settings(BaseSettings):
     def _no_crlf(cls, value: str | None) -> str | None:
         if value is not None:
             check_header_safe(value)
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _check_bounce(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._\-]+@[A-Za-z0-9.\-]+", value):
+            raise ValueError("must be a plain ASCII address like bounces@news.example.com")
         return value
 
     @field_validator("unsubscribe_mailto")
@@ -201,7 +233,14 @@ class Settings(BaseSettings):
 
     @property
     def envelope_from(self) -> str:
-        return self.from_address.addr_spec
+        """The envelope sender without a reference (test sends, confirmations, alerts)."""
+        return self.bounce_address or self.from_address.addr_spec
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """Host header values (names, without port) the web app answers to."""
+        base = (urlsplit(self.base_url).hostname or "").lower()
+        return frozenset([base, *self.allowed_hosts])
 
     @property
     def effective_list_id(self) -> str:
@@ -263,11 +302,29 @@ def _parse_from(value: str) -> Address:
     return Address(display_name=name, username=user, domain=domain)
 
 
-def check_header_safe(value: str) -> str:
-    """Refuse values that could smuggle a header line (CR, LF, NUL)."""
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError("must not contain line breaks")
+def check_secret_strength(value: str) -> str:
+    """Refuse keys that are short or obviously not random (a heuristic against mistakes
+    such as `aaaa...`, spaces, `0123...` or a word repeated; it cannot prove randomness).
+
+    The estimate is the Shannon entropy of the characters and of the steps between
+    neighbours (whichever is lower) times the length: 32 random hex digits score
+    about 100 bits, 32 characters of token_urlsafe about 190; the floor is 80.
+    """
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    steps = [ord(b) - ord(a) for a, b in zip(value, value[1:])]
+    grams = [value[i : i + 3] for i in range(len(value) - 2)]
+    if min(_entropy_bits(value), _entropy_bits(steps)) < 80 or len(set(grams)) < 0.75 * len(grams):
+        raise ValueError(
+            "looks guessable (repeated or sequential characters); use a random value, e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
     return value
+
+
+def _entropy_bits(items: Sequence[object]) -> float:
+    n = len(items)
+    return -sum(k / n * math.log2(k / n) for k in Counter(items).values()) * n if n else 0.0
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from digest.errors import InputError
+from digest.headertext import BIDI
 
 MAX_EMAIL = 254
 MAX_NAME = 200
@@ -90,6 +91,10 @@ def clean_name(raw: str | None) -> str:
         return ""
     value = raw if raw.isprintable() else _CONTROL.sub(" ", raw)
     value = " ".join(value.split())
+    if BIDI.search(value):
+        raise InputError(
+            "must not contain bidirectional control characters (such as U+202E)", field="name"
+        )
     if len(value) > MAX_NAME:
         raise InputError(
             f"is {len(value)} characters long; at most {MAX_NAME} are allowed", field="name"

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.errors import InputError
+from digest.privatefiles import open_private
 from subscribers import store, subscriptions
 from subscribers.addresses import clean_name, normalise_email
 from subscribers.csvread import CsvSource, guard_cell, open_csv, unguard_cell
@@ -370,7 +371,7 @@ def export_csv(session: Session, path: Path, newsletter_id: int) -> int:
         .execution_options(yield_per=1000)
     )
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        with open_private(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(EXPORT_COLUMNS + headers)
             for (

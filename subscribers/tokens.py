@@ -18,6 +18,7 @@ import hmac
 import time
 from functools import lru_cache
 
+from digest import varint
 from digest.errors import InputError
 
 UNSUBSCRIBE = "unsubscribe"
@@ -60,27 +61,11 @@ def _mac(
     return mac.digest()[:MAC_BYTES]
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while pos < len(data) and shift <= 63:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise BadToken()
+    try:
+        return varint.decode(data, pos)
+    except ValueError:
+        raise BadToken() from None
 
 
 def make_token(
@@ -96,9 +81,9 @@ def make_token(
         raise ValueError("subscriber_id must not be negative")
     if issued_at is None and purpose in TIMED_PURPOSES:
         issued_at = int(time.time())
-    body = _varint(subscriber_id * 2 + (issued_at is not None))
+    body = varint.encode(subscriber_id * 2 + (issued_at is not None))
     if issued_at is not None:
-        body += _varint(issued_at)
+        body += varint.encode(issued_at)
     raw = body + _mac(secret, purpose, list_id, subscriber_id, issued_at)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 

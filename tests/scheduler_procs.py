@@ -26,13 +26,13 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
 from digest.delivery.models import Delivery, DeliveryStatus
+from digest.editorial import editions, newsletters
 from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.scheduling.trigger import describe
 from digest.settings import load_settings
 from digest.store.engine import get_engine, session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
+from subscribers import subscriptions
 from tests.samples import sample_pick
 from tests.smtpd import CollectingHandler, SMTPServer
 
@@ -129,19 +129,22 @@ class Site:
     def seed(self, subscribers: int = 20, picks: int = 4, prefix: str = "reader") -> None:
         settings = load_settings()
         with session_scope(self.engine) as s:
+            nl = newsletters.resolve(s, settings)
             for i in range(picks):
                 self.add_pick(s, settings, i)
             for i in range(subscribers):
                 email = f"{prefix}{i}@example.com"
-                store.add(s, email, f"Reader {i}", status=SubscriberStatus.CONFIRMED)
+                subscriptions.add(s, nl.id, email, f"Reader {i}", status="confirmed")
                 self.emails.append(email)
 
     @staticmethod
     def add_pick(session, settings, i: int) -> None:  # type: ignore[no-untyped-def]
+        """A pick into the default newsletter's next edition."""
         pick = {
             k: v for k, v in sample_pick(i, featured=i == 0).items() if k not in ("id", "position")
         }
-        add_pick(session, validate_pick(pick, settings.sections))
+        edition = editions.open_edition(session, settings, newsletters.resolve(session, settings))
+        add_pick(session, edition.id, validate_pick(pick, settings.sections))
 
     def start(self, **env: str) -> Scheduler:
         return Scheduler({**self.env, **env}, self.path)
@@ -153,6 +156,16 @@ class Site:
     def issue(self, key: str) -> Edition | None:
         with session_scope(self.engine) as s:
             return s.scalar(select(Edition).where(Edition.key == key))
+
+    def editions(self) -> list[Edition]:
+        with session_scope(self.engine) as s:
+            return list(s.scalars(select(Edition).order_by(Edition.id)))
+
+
+def week_key(moment: datetime) -> str:
+    """The ISO week of `moment` in Moscow: a weekly (or yearly) schedule's edition key."""
+    year, week, _ = moment.astimezone(MOSCOW).isocalendar()
+    return f"{year}-W{week:02d}"
 
 
 def make_site(path: Path, database_url: str | None = None, **env: str) -> Site:

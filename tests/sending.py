@@ -97,3 +97,11 @@ def started_send(engine: Engine, settings: Settings, n: int) -> tuple[Edition, l
     add_picks(engine, settings)
     emails = add_subscribers(engine, n, settings=settings)
     return campaign.prepare_send(engine, settings), emails
+
+
+def pick_into(session, settings: Settings, raw: dict, slug: str | None = None):  # type: ignore[no-untyped-def, type-arg]
+    """Validate `raw` and add it to the newsletter's next edition, inside `session`."""
+    nl = newsletters.resolve(session, settings, slug)
+    edition = editions.open_edition(session, settings, nl)
+    own = newsletters.settings_for(settings, nl)
+    return add_pick(session, edition.id, validate_pick(raw, own.sections))

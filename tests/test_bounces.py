@@ -1,15 +1,14 @@
-"""Bounces and complaints by mail: DSN (RFC 3464) and ARF (RFC 5965) samples built here,
-read from a real Maildir, applied to real subscribers in SQLite."""
+"""Bounces and complaints by mail: DSN (RFC 3464) and ARF (RFC 5965) samples (tests.bouncemail),
+read from a real Maildir or IMAP folder, applied to real subscribers. Forgeries:
+tests/test_bounce_forgery.py."""
 
 from __future__ import annotations
 
-import asyncio
 import imaplib
 import mailbox
 import os
 import re
 import ssl
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,109 +17,27 @@ from digest.bounces import open_mailbox, process
 from digest.bounces.imap import ImapSource
 from digest.bounces.maildir import MaildirSource
 from digest.bounces.reports import COMPLAINT, HARD, IGNORED, SOFT, parse
-from digest.delivery import campaign
-from digest.delivery.message import MessageTemplate, Recipient
-from digest.delivery.sender import Sender
-from digest.delivery.transports import make_transport
-from digest.editorial.picks import add_pick, validate_pick
-from digest.editorial.render import render_issue
+from digest.editorial import newsletters
 from digest.errors import SettingsError, TransportError
+from digest.settings import load_settings
 from digest.store.engine import session_scope
-from subscribers import store
+from subscribers import subscriptions
 from subscribers.model import SubscriberStatus
 from tests import imapd
+from tests.bouncemail import (
+    DOMAIN,
+    arf,
+    auto_reply,
+    dsn,
+    gmail_dsn,
+    jmrp_arf,
+    original_headers,
+    outlook_dsn,
+    postfix_dsn,
+    send_issue,
+    yahoo_arf,
+)
 from tests.clirun import run_cli
-from tests.samples import sample_content, sample_pick
-
-DOMAIN = "news.example.com"
-
-
-def original_headers(sid: int, to: str, key: str = "2026-W48", domain: str = DOMAIN) -> str:
-    """The headers of a digest message as we send it."""
-    return (
-        f"From: The Weekly Digest <digest@{DOMAIN}>\r\n"
-        f"To: {to}\r\n"
-        "Subject: The Weekly Digest: Lavrov's guests\r\n"
-        f"Message-ID: <{key}.{sid}.1a2b3c4d@{domain}>\r\n"
-        f"X-Digest-Issue: {key}\r\n"
-        "List-Id: The Weekly Digest <digest.news.example.com>\r\n"
-    )
-
-
-def dsn(
-    final: str,
-    status: str | None,
-    *,
-    action: str = "failed",
-    diagnostic: str | None = None,
-    original_recipient: str | None = None,
-    returned: str | None = None,
-    extra_recipients: str = "",
-) -> bytes:
-    """A delivery status notification in the shape Postfix sends."""
-    diag = diagnostic or f"smtp; 550 {status} <{final}>: Recipient address rejected"
-    block = f"Final-Recipient: rfc822; {final}\r\n"
-    if original_recipient:
-        block += f"Original-Recipient: rfc822;{original_recipient}\r\n"
-    block += f"Action: {action}\r\n"
-    if status:
-        block += f"Status: {status}\r\n"
-    block += f"Remote-MTA: dns; mail.example.com\r\nDiagnostic-Code: {diag}\r\n"
-    parts = [
-        "Content-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
-        "This is the mail system at host mx.example.org.\r\n\r\n"
-        "I'm sorry to have to inform you that your message could not\r\n"
-        "be delivered to one or more recipients.\r\n",
-        "Content-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.example.org\r\nX-Postfix-Queue-ID: 4Q1XYZ\r\n"
-        "Arrival-Date: Fri, 27 Nov 2026 06:00:01 +0000 (UTC)\r\n\r\n" + block + extra_recipients,
-    ]
-    if returned is not None:
-        parts.append(
-            "Content-Description: Undelivered Message Headers\r\n"
-            "Content-Type: text/rfc822-headers\r\n\r\n" + returned
-        )
-    return _report("delivery-status", "Undelivered Mail Returned to Sender", parts)
-
-
-def arf(feedback_type: str, original: str, rcpt: str | None = None) -> bytes:
-    """An abuse report as mailbox providers send them (recipient often redacted)."""
-    fields = (
-        f"Feedback-Type: {feedback_type}\r\nUser-Agent: ExampleFBL/1.0\r\nVersion: 1\r\n"
-        f"Original-Mail-From: <bounces@{DOMAIN}>\r\n"
-        "Arrival-Date: Fri, 27 Nov 2026 06:00:02 +0000\r\nSource-IP: 192.0.2.1\r\n"
-    )
-    if rcpt:
-        fields += f"Original-Rcpt-To: <{rcpt}>\r\n"
-    parts = [
-        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
-        "This is an email abuse report for an email message received from IP 192.0.2.1.\r\n",
-        "Content-Type: message/feedback-report\r\n\r\n" + fields,
-        "Content-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n" + original,
-    ]
-    return _report("feedback-report", "Complaint about message", parts)
-
-
-def _report(kind: str, subject: str, parts: list[str]) -> bytes:
-    boundary = f"=_{kind}_boundary"
-    body = "".join(f"--{boundary}\r\n{p}\r\n" for p in parts) + f"--{boundary}--\r\n"
-    head = (
-        "From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n"
-        f"To: digest@{DOMAIN}\r\nSubject: {subject}\r\nAuto-Submitted: auto-replied\r\n"
-        "Date: Fri, 27 Nov 2026 06:00:03 +0000\r\nMIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/report; report-type={kind};\r\n boundary="{boundary}"\r\n\r\n'
-        "This is a MIME-encapsulated message.\r\n\r\n"
-    )
-    return (head + body).encode()
-
-
-def auto_reply() -> bytes:
-    return (
-        f"From: Anna <anna@example.com>\r\nTo: digest@{DOMAIN}\r\n"
-        "Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\n"
-        "I am away until Monday.\r\n"
-    ).encode()
-
 
 # -- parsing ------------------------------------------------------------------------
 
@@ -143,13 +60,13 @@ PARSE_CASES = [
     ("case", "data", "kind", "status", "addresses"), PARSE_CASES, ids=[c[0] for c in PARSE_CASES]
 )
 def test_dsn_classification(case, data, kind, status, addresses) -> None:
-    notice = parse(data, DOMAIN)
+    notice = parse(data)
     assert notice is not None and notice.report == "dsn"
     assert (notice.kind, notice.status, notice.addresses) == (kind, status, addresses)
-    assert notice.subscriber_id is None  # no returned headers in these samples
+    assert notice.refs == ()  # hand-written: nothing that could be our reference
 
 
-def test_worst_recipient_block_wins_and_returned_headers_identify() -> None:
+def test_worst_recipient_block_wins() -> None:
     second = "\r\nFinal-Recipient: rfc822; b@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
     data = dsn(
         "a@example.com",
@@ -157,47 +74,48 @@ def test_worst_recipient_block_wins_and_returned_headers_identify() -> None:
         extra_recipients=second,
         returned=original_headers(42, "a@example.com"),
     )
-    notice = parse(data, DOMAIN)
+    notice = parse(data)
     assert notice.kind == HARD and notice.status == "5.1.1"
-    assert (notice.subscriber_id, notice.issue_key) == (42, "2026-W48")
     assert notice.addresses == ("a@example.com", "b@example.com")
-    # Someone else's Message-ID (or a test send, id 0) identifies nobody.
-    other = parse(
-        dsn("a@example.com", "5.1.1", returned=original_headers(42, "x", domain="evil.example")),
-        DOMAIN,
-    )
-    assert other.subscriber_id is None and other.issue_key == "2026-W48"
-    test_send = parse(dsn("a@example.com", "5.1.1", returned=original_headers(0, "x")), DOMAIN)
-    assert test_send.subscriber_id is None
+    # A made-up Message-ID in our old shape is no reference at all.
+    assert notice.refs == () and notice.issue_key == "2026-W48"
 
 
 def test_arf_reports() -> None:
     original = original_headers(7, "redacted@example.com") + "\r\nHello,\r\n"
-    abuse = parse(arf("abuse", original), DOMAIN)
+    abuse = parse(arf("abuse", original))
     assert abuse.report == "arf" and abuse.kind == COMPLAINT and abuse.status == "abuse"
-    assert abuse.subscriber_id == 7 and abuse.detail == "ExampleFBL/1.0"
-    with_rcpt = parse(arf("abuse", original, rcpt="Reader@Example.com"), DOMAIN)
+    assert abuse.detail == "ExampleFBL/1.0" and abuse.refs == ()
+    with_rcpt = parse(arf("abuse", original, rcpt="Reader@Example.com"))
     assert with_rcpt.addresses == ("reader@example.com", "redacted@example.com")
-    assert parse(arf("not-spam", original), DOMAIN).kind == IGNORED
-    assert parse(arf("auth-failure", original), DOMAIN).kind == IGNORED
-    assert parse(auto_reply(), DOMAIN) is None
-    assert parse(b"\x00\xff garbage without headers", DOMAIN) is None
+    assert parse(arf("not-spam", original)).kind == IGNORED
+    assert parse(arf("auth-failure", original)).kind == IGNORED
+    assert parse(auto_reply()) is None
+    assert parse(b"\x00\xff garbage without headers") is None
 
 
 # -- processing a Maildir -----------------------------------------------------------
 
 
 def confirmed(engine, *emails: str) -> dict[str, int]:
+    """Subscribe `emails` to the default newsletter; their subscriber ids."""
     with session_scope(engine) as s:
+        nl = newsletters.ensure_default(s)
         return {
-            e: store.add(s, e, e.split("@")[0].title(), status=SubscriberStatus.CONFIRMED).id
+            e: subscriptions.add(
+                s, nl.id, e, e.split("@")[0].title(), status="confirmed"
+            ).subscriber.id
             for e in emails
         }
 
 
 def statuses(engine) -> dict[str, tuple[str, int]]:
+    """Each address's status for the default newsletter (suppression first), bounce count."""
     with session_scope(engine) as s:
-        return {r.email: (r.status, r.bounce_count) for r in store.list_(s)}
+        nl = newsletters.ensure_default(s)
+        return {
+            m.email: (m.status, m.subscriber.bounce_count) for m in subscriptions.members(s, nl.id)
+        }
 
 
 def maildir_with(path: Path, *messages: bytes) -> mailbox.Maildir:
@@ -208,8 +126,9 @@ def maildir_with(path: Path, *messages: bytes) -> mailbox.Maildir:
 
 
 def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engine) -> None:
-    ids = confirmed(
+    _, sent = send_issue(
         engine,
+        settings,
         "hard@example.com",
         "moved@example.com",
         "complains@example.com",
@@ -218,42 +137,48 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
         "left@example.com",
     )
     with session_scope(engine) as s:
-        store.remove(s, "left@example.com")
+        subscriptions.unsubscribe(s, newsletters.ensure_default(s).id, "left@example.com")
+    moved = sent["moved@example.com"]
     box = workdir / "bounces"
     md = maildir_with(
         box,
-        dsn("hard@example.com", "5.1.1"),  # identified by address only
-        # Forwarded: the failing address is elsewhere, our Message-ID says who it was.
-        dsn(
-            "new-job@example.net", "5.1.1", returned=original_headers(ids["moved@example.com"], "x")
-        ),
-        arf("abuse", original_headers(ids["complains@example.com"], "redacted") + "\r\nHi\r\n"),
-        dsn("soft@example.com", "4.2.2"),
-        dsn("soft@example.com", "5.2.2"),
-        dsn("slow@example.com", "4.4.1", action="delayed"),
-        dsn("nobody@example.org", "5.1.1"),
-        dsn("left@example.com", "5.1.1"),
+        postfix_dsn(sent["hard@example.com"], "5.1.1"),
+        # Forwarded: the failing address is elsewhere; our reference says who it was.
+        dsn("new-job@example.net", "5.1.1", returned=moved.headers, to=moved.envelope),
+        yahoo_arf(sent["complains@example.com"]),
+        postfix_dsn(sent["soft@example.com"], "4.2.2"),
+        outlook_dsn(sent["soft@example.com"], "5.2.2"),
+        postfix_dsn(sent["slow@example.com"], "4.4.1", action="delayed"),
+        dsn("nobody@example.org", "5.1.1"),  # no reference: changes nobody
+        postfix_dsn(sent["left@example.com"], "5.1.1"),
         auto_reply(),
     )
     report = process(engine, settings, f"maildir:{box}")
     assert report.read == 9 and report.unrecognized == 1
     assert dict(report.kinds) == {"hard": 4, "complaint": 1, "soft": 2, "ignored": 1}
-    assert report.outcomes["bounced"] == 2 and report.outcomes["complained"] == 1
-    assert report.outcomes["counted"] == 2 and report.outcomes["already"] == 1
-    assert report.outcomes["unmatched"] == 1 and report.outcomes["ignored"] == 1
+    # The address that left the newsletter bounced too: suppression is per address, so
+    # no other newsletter mails a mailbox that no longer exists.
+    assert report.outcomes["bounced"] == 3 and report.outcomes["complained"] == 1
+    assert report.outcomes["counted"] == 2 and report.outcomes["already"] == 0
+    assert report.outcomes["rejected"] == 1 and report.outcomes["ignored"] == 1
     assert statuses(engine) == {
         "hard@example.com": (SubscriberStatus.BOUNCED, 0),
         "moved@example.com": (SubscriberStatus.BOUNCED, 0),
         "complains@example.com": (SubscriberStatus.COMPLAINED, 0),
         "soft@example.com": (SubscriberStatus.CONFIRMED, 2),
         "slow@example.com": (SubscriberStatus.CONFIRMED, 0),
-        "left@example.com": (SubscriberStatus.UNSUBSCRIBED, 0),
+        "left@example.com": (SubscriberStatus.BOUNCED, 0),
     }
+    with session_scope(engine) as s:  # its subscription still says it left
+        left = subscriptions.find(s, newsletters.ensure_default(s).id, "left@example.com")
+        assert left.subscription.status == "unsubscribed"
     assert "2 soft bounces counted" in report.summary()
-    # Every message is now in cur/ and seen; the one that is no report is also flagged.
+    assert "1 rejected without a valid signed reference" in report.summary()
+    # Every message is now in cur/ and seen; the one that is no report and the
+    # rejected one are also flagged for a person.
     assert not os.listdir(box / "new")
     flags = sorted(m.get_flags() for m in mailbox.Maildir(box, create=False))
-    assert flags == ["FS"] + ["S"] * 8
+    assert flags == ["FS", "FS"] + ["S"] * 7
 
     again = process(engine, settings, f"maildir:{box}")
     assert again.read == 0 and statuses(engine)["soft@example.com"] == (
@@ -262,7 +187,7 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
     )
 
     # The third soft bounce reaches DIGEST_SOFT_BOUNCE_THRESHOLD (3).
-    md.add(dsn("soft@example.com", "4.2.2"))
+    md.add(gmail_dsn(sent["soft@example.com"], "4.2.2"))
     third = process(engine, settings, f"maildir:{box}")
     assert third.read == 1 and third.outcomes["bounced"] == 1
     assert statuses(engine)["soft@example.com"] == (SubscriberStatus.BOUNCED, 3)
@@ -270,46 +195,58 @@ def test_maildir_run_marks_subscribers_and_is_idempotent(workdir, settings, engi
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_bounced_and_complained_are_never_mailed_again(workdir, settings, engine) -> None:
-    ids = confirmed(engine, "ok@example.com", "gone@example.com", "angry@example.com")
-    with session_scope(engine) as s:
-        pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, settings.sections))
+    emails = ("ok@example.com", "gone@example.com", "angry@example.com")
+    first, sent = send_issue(engine, settings, *emails)
     box = workdir / "bounces"
-    maildir_with(
-        box,
-        dsn("gone@example.com", "5.1.1"),
-        arf("abuse", original_headers(ids["angry@example.com"], "redacted") + "\r\nHi\r\n"),
+    maildir_with(box, gmail_dsn(sent["gone@example.com"]), jmrp_arf(sent["angry@example.com"]))
+    report = process(engine, settings, f"maildir:{box}")
+    assert report.outcomes["bounced"] == 1 and report.outcomes["complained"] == 1
+    second, again = send_issue(engine, settings, *emails)  # the next edition
+    assert second.id != first.id and set(again) == {"ok@example.com"}
+
+
+SHAPES = {
+    "postfix": postfix_dsn,
+    "gmail": gmail_dsn,
+    "outlook": outlook_dsn,
+    "yahoo-arf": yahoo_arf,
+    "jmrp-arf": jmrp_arf,
+    # No returned message at all (RET=HDRS ignored): the VERP address is enough.
+    "verp only": lambda sent: dsn(sent.email, "5.1.1", to=sent.envelope),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+def test_real_reports_from_each_provider_are_acted_on(workdir, settings, engine, shape) -> None:
+    _, sent = send_issue(engine, settings, "reader@example.com", "other@example.com")
+    reader = sent["reader@example.com"]
+    assert reader.envelope.startswith("digest+b-") and reader.envelope.endswith("@" + DOMAIN)
+    data = SHAPES[shape](reader)
+    notice = parse(data)
+    assert notice is not None and notice.refs, shape
+    maildir_with(workdir / "box", data)
+    report = process(engine, settings, f"maildir:{workdir / 'box'}")
+    assert report.outcomes["rejected"] == 0, report.summary()
+    expected = (
+        SubscriberStatus.COMPLAINED
+        if "arf" in shape
+        else (SubscriberStatus.CONFIRMED if shape == "outlook" else SubscriberStatus.BOUNCED)
     )
-    process(engine, settings, f"maildir:{box}")
-    issue = campaign.prepare_send(engine, settings)
-
-    async def go():
-        transport = make_transport(settings)
-        async with transport:
-            return await Sender(engine, settings, issue, transport).run()
-
-    asyncio.run(go())
-    sent = [p.read_bytes() for p in (workdir / "outbox" / "new").iterdir()]
-    assert len(sent) == 1 and b"Delivered-To: ok@example.com" in sent[0]
+    assert statuses(engine)["reader@example.com"][0] == expected
+    assert statuses(engine)["other@example.com"] == (SubscriberStatus.CONFIRMED, 0)
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
-def test_a_message_we_sent_comes_back_as_a_complaint(workdir, settings, engine) -> None:
-    """The full original (as built for the subscriber) inside an ARF report."""
-    (sid,) = confirmed(engine, "reader@example.com").values()
-    template = MessageTemplate(
-        render_issue(sample_content(3), settings),
-        settings=settings,
-        issue_key="2026-W48",
-        subject="The Weekly Digest: three stories",
-        date=datetime(2026, 11, 27, 6, tzinfo=UTC),
-    )
-    sent = template.build(Recipient(sid, "reader@example.com", "Reader", "tok"))
-    redacted = sent.replace(b"reader@example.com", b"xxxxxx@example.com").decode()
-    maildir_with(workdir / "fbl", arf("abuse", redacted))
-    report = process(engine, settings, f"maildir:{workdir / 'fbl'}")
-    assert report.outcomes["complained"] == 1
-    assert statuses(engine)["reader@example.com"][0] == SubscriberStatus.COMPLAINED
+def test_without_verp_the_message_id_carries_the_reference(workdir, engine, monkeypatch) -> None:
+    monkeypatch.setenv("DIGEST_BOUNCE_VERP", "false")
+    monkeypatch.setenv("DIGEST_BOUNCE_ADDRESS", f"bounces@{DOMAIN}")
+    settings = load_settings()
+    _, sent = send_issue(engine, settings, "reader@example.com")
+    reader = sent["reader@example.com"]
+    assert reader.envelope == f"bounces@{DOMAIN}"
+    maildir_with(workdir / "box", gmail_dsn(reader))
+    assert process(engine, settings, f"maildir:{workdir / 'box'}").outcomes["bounced"] == 1
 
 
 # -- mailbox settings and the command -------------------------------------------------
@@ -335,15 +272,17 @@ def test_mailbox_urls(workdir) -> None:
 
 
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
-def test_bounces_process_command(workdir, engine, monkeypatch, capsys, caplog) -> None:
+def test_bounces_process_command(workdir, settings, engine, monkeypatch, capsys, caplog) -> None:
+    _, sent = send_issue(engine, settings, "hard@example.com")
+    forged = dsn("other@example.com", "5.1.1")
+    maildir_with(workdir / "box", postfix_dsn(sent["hard@example.com"]), auto_reply(), forged)
     monkeypatch.setenv("DIGEST_FROM", f"News <digest@{DOMAIN}>")
-    confirmed(engine, "hard@example.com")
-    maildir_with(workdir / "box", dsn("hard@example.com", "5.1.1"), auto_reply())
     monkeypatch.setenv("DIGEST_BOUNCE_MAILBOX", f"maildir:{workdir / 'box'}")
     out = run_cli(capsys, "bounces", "process")
     assert out.code == 0, out.err
-    assert out.out.startswith(f"2 messages read from maildir:{workdir / 'box'}: 1 hard bounces")
+    assert out.out.startswith(f"3 messages read from maildir:{workdir / 'box'}: 2 hard bounces")
     assert "marked 1 bounced" in out.out and "1 not a report" in out.out
+    assert "1 rejected without a valid signed reference" in out.out
     assert statuses(engine)["hard@example.com"][0] == SubscriberStatus.BOUNCED
 
     monkeypatch.delenv("DIGEST_BOUNCE_MAILBOX")
@@ -408,13 +347,13 @@ def flags_by_uid(client: imaplib.IMAP4_SSL) -> list[set[str]]:
 @pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_imap_mailbox_over_tls(imap_server, workdir, settings, engine, monkeypatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(imap_server.cafile))  # trust the test server
-    ids = confirmed(engine, "hard@example.com", "angry@example.com")
+    _, sent = send_issue(engine, settings, "hard@example.com", "angry@example.com")
     user = "bounces@news.example.com"
     client = deliver(
         imap_server,
         user,
-        dsn("hard@example.com", "5.1.1"),
-        arf("abuse", original_headers(ids["angry@example.com"], "redacted") + "\r\nHi\r\n"),
+        postfix_dsn(sent["hard@example.com"], "5.1.1"),
+        yahoo_arf(sent["angry@example.com"]),
         auto_reply(),
     )
     url = f"imaps://bounces%40news.example.com:{imapd.PASSWORD}@127.0.0.1:{imap_server.imaps_port}/INBOX"

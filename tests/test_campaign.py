@@ -9,32 +9,23 @@ import email.policy
 from digest.delivery import campaign, ledger
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
-from digest.editorial import editions
+from digest.editorial import editions, newsletters
 from digest.editorial.models import Edition, EditionStatus
-from digest.editorial.picks import add_pick, validate_pick
+from digest.editorial.picks import live_picks
 from digest.settings import load_settings
 from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
-from tests.samples import sample_pick
-
-
-def add_picks(engine, settings, n: int = 3) -> None:
-    with session_scope(engine) as s:
-        for i in range(n):
-            raw = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
-            add_pick(s, validate_pick(raw, settings.sections))
+from tests.sending import add_picks, subscribe
 
 
 def test_test_send_uses_a_test_subject_and_leaves_the_ledger_alone(smtp_server, engine) -> None:
     settings = load_settings()
     add_picks(engine, settings)
-    with session_scope(engine) as s:
-        store.add(s, "reader@example.com", "Reader", status=SubscriberStatus.CONFIRMED)
-    issue = campaign.build(engine, settings)
+    subscribe(engine, settings, "reader@example.com", "Reader")
+    t = campaign.build(engine, settings)
+    issue = t.edition
     results = asyncio.run(
         campaign.test_send(
-            settings, issue, ["Editor@Example.com", "desk@example.org"], make_transport(settings)
+            t.settings, issue, ["Editor@Example.com", "desk@example.org"], make_transport(settings)
         )
     )
     assert [r.outcome for _, r in results] == [Outcome.SENT, Outcome.SENT]
@@ -44,19 +35,21 @@ def test_test_send_uses_a_test_subject_and_leaves_the_ledger_alone(smtp_server, 
         assert msg["Subject"].startswith("[TEST] ")
     with session_scope(engine) as s:
         row = s.get(Edition, issue.id)
-        assert row.status == EditionStatus.FROZEN
+        assert row.status == EditionStatus.DRAFT and row.is_built  # built, not sent
         assert sum(ledger.counts(s, row.id).values()) == 0
 
 
 def test_build_is_idempotent_and_picks_up_edits(engine) -> None:
     settings = load_settings()
     add_picks(engine, settings, 2)
-    first = campaign.build(engine, settings)
-    again = campaign.build(engine, settings)
+    first = campaign.build(engine, settings).edition
+    again = campaign.build(engine, settings).edition
     assert first.id == again.id and first.html == again.html
+    assert first.frozen_at == again.frozen_at  # nothing changed: not rendered again
     with session_scope(engine) as s:
-        editions.edit(s, first.key, subject="A brand new subject line")
-    edited = campaign.build(engine, settings)
+        editions.edit(s, s.get(Edition, first.id), subject="A brand new subject line")
+    edited = campaign.build(engine, settings).edition
+    assert edited.id == first.id
     assert edited.content["subject"] == "A brand new subject line"
     assert edited.html != first.html or edited.content != first.content
 
@@ -64,8 +57,8 @@ def test_build_is_idempotent_and_picks_up_edits(engine) -> None:
 def test_write_outputs(engine, workdir) -> None:
     settings = load_settings()
     add_picks(engine, settings, 4)
-    issue = campaign.build(engine, settings)
-    paths = campaign.write_outputs(settings, issue, workdir / "out")
+    t = campaign.build(engine, settings)
+    paths = campaign.write_outputs(t.settings, t.edition, workdir / "out")
     html = paths.html.read_text()
     assert "__DIGEST_" not in html and "__DIGEST_" not in paths.text.read_text()
     msg = email.message_from_bytes(paths.eml.read_bytes(), policy=email.policy.default)
@@ -75,14 +68,21 @@ def test_write_outputs(engine, workdir) -> None:
 def test_prepare_send_resumes_an_interrupted_issue_first(engine) -> None:
     settings = load_settings()
     add_picks(engine, settings, 2)
+    subscribe(engine, settings, "a@example.com")
     with session_scope(engine) as s:
-        store.add(s, "a@example.com", status=SubscriberStatus.CONFIRMED)
-        old = editions.freeze(s, settings, "2026-W40")
-        editions.start_sending(s, old)
+        nl = newsletters.resolve(s, settings)
+        old = editions.open_edition(s, settings, nl)
+        editions.freeze(s, settings, nl, old)
+        assert editions.start_sending(s, settings, nl, old)
         ledger.fill(s, old)
-    add_picks(engine, settings, 1)
+        old_key = old.key
+    add_picks(engine, settings, 1)  # into the next edition, opened by the send
     chosen = campaign.prepare_send(engine, settings)
-    assert chosen.key == "2026-W40" and chosen.status == EditionStatus.SENDING
+    assert chosen.key == old_key and chosen.status == EditionStatus.SENDING
     with session_scope(engine) as s:
-        this_week = editions.find_issue(s, editions.current_key(settings))
-        assert this_week is None or this_week.status == EditionStatus.DRAFT
+        nl = newsletters.resolve(s, settings)
+        following = editions.open_edition(s, settings, nl)
+        assert following.id != chosen.id and following.status == EditionStatus.DRAFT
+        assert following.frozen_at is None  # not built, not started
+        assert len(live_picks(s, following.id, settings.sections)) == 1
+        assert sum(ledger.counts(s, following.id).values()) == 0

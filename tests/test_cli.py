@@ -69,6 +69,7 @@ def configured(fresh: Path) -> Path:
         "DIGEST_BASE_URL=https://news.example.com\n"
         "DIGEST_FROM=Newsroom <digest@news.example.com>\n"
     )
+    (fresh / ".env").chmod(0o600)  # as it should be: else commands warn about it first
     return fresh
 
 

@@ -70,7 +70,7 @@ def test_sqlite_database_is_locked_is_waited_out(engine, workdir) -> None:
     def work(session):
         attempts.append(1)
         session.execute(text(f"PRAGMA busy_timeout={0 if len(attempts) == 1 else 30000}"))
-        session.execute(text("UPDATE issues SET status = status"))
+        session.execute(text("UPDATE editions SET status = status"))
         return "written"
 
     def sleep(_seconds: float) -> None:

@@ -72,7 +72,7 @@ def keys() -> dict[str, dkimkeys.PrivateKey]:
 
 @pytest.fixture(scope="module")
 def rendered():
-    s = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    s = Settings(secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com")
     return render_issue(sample_content(20), s)
 
 
@@ -354,7 +354,7 @@ def test_build_writes_a_signed_sample_that_verifies(tmp_path: Path, keys, cli) -
     env = {
         "DIGEST_FROM": f"News <digest@{DOMAIN}>",
         "DIGEST_BASE_URL": f"https://{DOMAIN}",
-        "DIGEST_SECRET_KEY": "s" * 40,
+        "DIGEST_SECRET_KEY": "s5Tg2Hk9Wq4Zr7Xm1Pb8Vn3Cd6Fj0LyE",
         "DIGEST_DKIM_KEY_FILE": "dkim.pem",
         "DIGEST_DKIM_SELECTOR": SELECTOR,
         "DIGEST_SPAMASSASSIN": "off",

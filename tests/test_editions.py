@@ -153,6 +153,23 @@ def test_freeze_renders_the_open_edition_only_and_needs_picks(engine) -> None:
             editions.check_key("../etc/passwd")
 
 
+def test_another_newsletters_edition_links_to_its_own_archive(engine) -> None:
+    from digest.delivery.preflight import check_issue
+
+    settings = load_settings()
+    with session_scope(engine) as s:
+        newsletters.resolve(s, settings)
+        culture = newsletters.add(s, "culture", "Culture Letter")
+        draft = editions.open_edition(s, settings, culture)
+        picks.add_pick(s, draft.id, pick(1))
+        built = editions.freeze(s, settings, culture, draft)
+        view = built.content["view_url"]
+        assert view == f"{settings.base_url}/newsletters/culture/issues/{draft.key}"
+        assert f'href="{view}"' in built.html
+        report = check_issue(built, settings, spam=False)
+        assert not [f for f in report.findings if f.code == "view-in-browser"], report.lines()
+
+
 def test_the_picks_order_is_the_order_readers_see(engine) -> None:
     settings = load_settings()
     with session_scope(engine) as s:

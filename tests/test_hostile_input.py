@@ -24,9 +24,11 @@ import pytest
 from sqlalchemy import select
 
 from digest.delivery.models import Delivery, DeliveryStatus
+from digest.editorial import newsletters
+from digest.settings import load_settings
 from digest.store.base import Base
 from digest.store.engine import session_scope
-from subscribers import store
+from subscribers import subscriptions
 from subscribers.model import Subscriber
 from tests.clirun import run_cli
 from tests.faults import FaultServer
@@ -55,9 +57,10 @@ def snapshot(engine) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def, 
 def populated(cli, engine) -> dict[str, list[tuple]]:  # type: ignore[no-untyped-def]
     """A store with subscribers (one unsubscribed) and a pick; returns its snapshot."""
     with session_scope(engine) as s:
-        store.add(s, "old@example.com", "Old Reader", status="confirmed")
-        store.add(s, "gone@example.com", "Gone", status="confirmed")
-        store.remove(s, "gone@example.com")
+        nl = newsletters.resolve(s, load_settings())
+        subscriptions.add(s, nl.id, "old@example.com", "Old Reader", status="confirmed")
+        subscriptions.add(s, nl.id, "gone@example.com", "Gone", status="confirmed")
+        subscriptions.unsubscribe(s, nl.id, "gone@example.com")
     assert cli("picks", "add", "https://news.example.com/a/1", "--title", "First").code == 0
     return snapshot(engine)
 
@@ -114,7 +117,9 @@ def test_bad_csv_is_refused_and_nothing_changes(
 
 def _stored(engine) -> dict[str, tuple[str, str]]:  # type: ignore[no-untyped-def]
     with session_scope(engine) as s:
-        return {r.email: (r.name, r.status) for r in store.list_(s, limit=1000)}
+        nl = newsletters.resolve(s, load_settings())
+        members = subscriptions.members(s, nl.id, limit=1000)
+        return {m.email: (m.subscriber.name, m.status) for m in members}
 
 
 @pytest.mark.parametrize(
@@ -399,8 +404,9 @@ def test_error_lines_stay_one_line_whatever_the_input(cli) -> None:  # type: ign
     message = run.one_line_error()
     assert "\r" not in run.err and "\x1b" not in run.err, message
     assert "must not contain line breaks" in message
-    run = cli("build", "--issue", "../../etc/passwd")
-    assert "issue key must look like 2026-W48" in run.one_line_error()
+    for option in ("--edition", "--issue"):  # --issue: the old name, still accepted
+        run = cli("build", option, "../../etc/passwd")
+        assert "edition key must look like 2026-W48" in run.one_line_error()
 
 
 # -- internationalised addresses on the wire ------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from digest.clock import utcnow
 from digest.delivery import campaign, claims, ledger
 from digest.delivery.transports.base import Outcome, Result
-from digest.editorial.models import Edition, EditionStatus
+from digest.editorial.models import OPEN, Edition, EditionStatus
 from digest.settings import load_settings
 from digest.store.engine import MIGRATIONS_DIR, normalise_url, session_scope
 from subscribers import store
@@ -107,7 +107,7 @@ def test_a_record_retried_after_a_lost_commit_counts_once_and_bounces_once(engin
     again = record(engine, results, stamp=stamp)  # the same call, retried
     assert first == again == {"sent": 1, "deferred": 0, "failed": 1, "skipped": 0}
     with session_scope(engine) as s:
-        info = ledger.explain(s, issue.id, rows[1].email)
+        info = ledger.explain(s, issue, rows[1].email)
         assert info["status"] == "failed" and info["attempts"] == 1
         assert info["subscriber_status"] == "bounced"
         assert store.get_by_email(s, rows[1].email).bounce_count == 1
@@ -157,8 +157,12 @@ def test_concurrent_starts_freeze_one_issue_and_fill_it_once(engine) -> None:
     assert {i.id for i in started} == {started[0].id}
     assert {i.status for i in started} == {EditionStatus.SENDING}
     with session_scope(engine) as s:
-        assert s.scalar(select(func.count()).select_from(Edition)) == 1
+        # One edition started; beside it only the next draft, opened once, still empty.
+        assert s.scalar(select(func.count()).where(Edition.status.not_in(OPEN))) == 1
+        following = s.scalars(select(Edition).where(Edition.status.in_(OPEN))).one()
+        assert following.id != started[0].id and following.frozen_at is None
         assert sum(ledger.counts(s, started[0].id).values()) == 30
+        assert sum(ledger.counts(s, following.id).values()) == 0
 
 
 # -- migrations on PostgreSQL ---------------------------------------------------------
@@ -197,7 +201,8 @@ def test_migrations_run_on_postgresql_even_when_several_processes_start_at_once(
         columns = {c["name"] for c in found.get_columns("leases")}
     finally:
         check.dispose()
-    assert {"issues", "deliveries", "subscribers", "picks", "leases"} <= tables
-    assert not {"workers", "scheduler_leases"} & tables  # one lease table now
+    assert {"editions", "newsletters", "deliveries", "subscribers", "subscriptions"} <= tables
+    assert {"picks", "leases"} <= tables
+    assert not {"workers", "scheduler_leases", "issues"} & tables  # one lease table now
     assert indexes["ix_deliveries_claimed_by"] == ["claimed_by"]
     assert {"name", "holder", "machine", "pid", "expires_at", "edition_id"} <= columns

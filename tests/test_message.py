@@ -12,7 +12,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from digest.delivery import qp
-from digest.delivery.message import MessageTemplate, Recipient
+from digest.delivery.message import MessageTemplate, Recipient, subject_header
 from digest.editorial.render import render_issue
 from subscribers.tokens import make_token, verify_token
 from tests.samples import sample_content
@@ -36,7 +36,7 @@ EXPECTED_HEADERS = set(SINGLE) | {"Precedence", "X-Digest-Issue"}
 def rendered():
     from digest.settings import Settings
 
-    s = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    s = Settings(secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com")
     return render_issue(sample_content(20), s)
 
 
@@ -160,3 +160,20 @@ def test_qp_round_trip(data: bytes) -> None:
         assert len(line) <= 76 and not line.startswith(b".")
     normal = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     assert qp.decode(encoded).replace(b"\r\n", b"\n") == normal
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "The Weekly Digest: __DIGEST_UNSUBSCRIBE_URL____DIGEST_UNSUBSCRIBE_URL__",
+        "a " + "b" * 90 + " c",
+        "two  spaces  and a subject line that runs on well past the seventy-eight columns",
+        "Short",
+    ],
+)
+def test_long_subjects_fold_without_a_leading_space(subject: str) -> None:
+    raw = subject_header(subject)
+    lines = raw.split(b"\r\n")[:-1]
+    assert lines[0].startswith(b"Subject: ") and all(line.strip() for line in lines)
+    parsed = email.message_from_bytes(raw + b"\r\nbody", policy=email.policy.default)
+    assert str(parsed["Subject"]) == subject  # was " The Weekly..." (the stdlib's fold)

@@ -15,35 +15,34 @@ from digest.delivery import campaign, ledger
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
-from digest.editorial import editions
+from digest.editorial import editions, newsletters
 from digest.editorial.models import Edition, EditionStatus
-from digest.editorial.picks import add_pick, validate_pick
+from digest.editorial.picks import live_picks
+from digest.errors import StateError
 from digest.settings import load_settings
 from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import SubscriberStatus
+from subscribers import store, subscriptions
+from subscribers.model import SubscriberStatus, Suppression
 from subscribers.tokens import verify_token
-from tests.samples import sample_pick
+from tests import sending
 from tests.smtpd import CollectingHandler, SMTPServer
 
 
 def seed(engine, settings, n_confirmed: int = 30) -> list[str]:
+    sending.add_picks(engine, settings, 6)
+    emails = [f"reader{i}@example.com" for i in range(n_confirmed)]
     with session_scope(engine) as s:
-        for i in range(6):
-            pick = sample_pick(i, featured=i == 0)
-            pick = {k: v for k, v in pick.items() if k not in ("id", "position")}
-            add_pick(s, validate_pick(pick, settings.sections))
-        emails = [f"reader{i}@example.com" for i in range(n_confirmed)]
+        nl = newsletters.resolve(s, settings)
         for i, e in enumerate(emails):
-            store.add(s, e, f"Reader {i}", status=SubscriberStatus.CONFIRMED)
-        store.add(s, "pending@example.com", "Pending", status=SubscriberStatus.PENDING)
-        store.add(s, "gone@example.com", "Gone", status=SubscriberStatus.CONFIRMED)
-        store.remove(s, "gone@example.com")
+            subscriptions.add(s, nl.id, e, f"Reader {i}", status="confirmed")
+        subscriptions.add(s, nl.id, "pending@example.com", "Pending", status="pending")
+        subscriptions.add(s, nl.id, "gone@example.com", "Gone", status="confirmed")
+        subscriptions.unsubscribe(s, nl.id, "gone@example.com")
     return emails
 
 
 def send(engine, settings, key=None, **kw):
-    issue = campaign.prepare_send(engine, settings, key)
+    issue = campaign.prepare_send(engine, settings, key=key)
 
     async def go():
         transport = make_transport(settings)
@@ -77,12 +76,15 @@ def test_every_confirmed_subscriber_gets_exactly_one_message(smtp_server, workdi
         assert url in text
     assert len(tokens) == len(emails)
     with session_scope(engine) as s:
-        row = editions.get_issue(s, issue.key)
+        row = editions.get(s, newsletters.resolve(s, settings), issue.key)
         assert row.status == EditionStatus.SENT
         assert ledger.counts(s, row.id)[DeliveryStatus.SENT] == len(emails)
-    # Sending again is a no-op: nobody gets it twice.
-    again = campaign.prepare_send(engine, settings, issue.key)
+    # Sending it again is a no-op: nobody gets it twice.
+    again = campaign.prepare_send(engine, settings, key=issue.key)
     assert again.status == EditionStatus.SENT
+    # Without a key a send addresses the next edition, where nothing is picked yet.
+    with pytest.raises(StateError, match="nothing picked"):
+        campaign.prepare_send(engine, settings)
     assert len(smtp_server.messages) == len(emails)
 
 
@@ -164,12 +166,12 @@ def test_4xx_is_retried_and_5xx_fails_and_bounces(workdir, engine, monkeypatch) 
     assert report.finished
     with session_scope(engine) as s:
         for addr in flaky:
-            info = ledger.explain(s, issue.id, addr)
+            info = ledger.explain(s, issue, addr)
             assert info["status"] == DeliveryStatus.SENT and info["attempts"] == 3
-        info = ledger.explain(s, issue.id, "reader3@example.com")
+        info = ledger.explain(s, issue, "reader3@example.com")
         assert info["status"] == DeliveryStatus.FAILED and info["last_code"] == 550
         assert "no such user" in info["last_reply"]
-        assert store.get_by_email(s, "reader3@example.com").status == SubscriberStatus.BOUNCED
+        assert store.get_by_email(s, "reader3@example.com").suppression == Suppression.BOUNCED
 
 
 def test_deferred_forever_gives_up_after_max_attempts(workdir, engine, monkeypatch) -> None:
@@ -180,7 +182,7 @@ def test_deferred_forever_gives_up_after_max_attempts(workdir, engine, monkeypat
         issue, report = send(engine, settings)
     assert handler.tries["reader0@example.com"] == 3
     with session_scope(engine) as s:
-        info = ledger.explain(s, issue.id, "reader0@example.com")
+        info = ledger.explain(s, issue, "reader0@example.com")
         assert info["status"] == DeliveryStatus.FAILED
         assert info["last_reply"].startswith("gave up after 3 attempts")
         # Never counted as sent: the throttled reader is not in what arrived.
@@ -192,12 +194,13 @@ def test_unsubscribed_after_fill_is_skipped(smtp_server, workdir, engine) -> Non
     seed(engine, settings, 5)
     issue = campaign.prepare_send(engine, settings)
     with session_scope(engine) as s:
-        store.remove(s, "reader4@example.com")
+        subscriptions.unsubscribe(s, newsletters.resolve(s, settings).id, "reader4@example.com")
     asyncio.run(_send_issue(engine, settings, issue))
     assert "reader4@example.com" not in smtp_server.handler.recipients()
     with session_scope(engine) as s:
-        assert ledger.explain(s, issue.id, "reader4@example.com")["status"] == "skipped"
-        assert store.get_by_email(s, "reader4@example.com").status == SubscriberStatus.UNSUBSCRIBED
+        assert ledger.explain(s, issue, "reader4@example.com")["status"] == "skipped"
+        member = subscriptions.find(s, newsletters.resolve(s, settings).id, "reader4@example.com")
+        assert member.status == SubscriberStatus.UNSUBSCRIBED
 
 
 async def _send_issue(engine, settings, issue):
@@ -224,18 +227,15 @@ def test_sent_issue_is_never_refrozen(smtp_server, workdir, engine) -> None:
     settings = load_settings()
     seed(engine, settings, 2)
     issue, _ = send(engine, settings)
+    sending.add_picks(engine, settings, 1)  # goes into the next edition
+    with pytest.raises(StateError, match="can no longer change"):
+        campaign.build(engine, settings, key=issue.key)
     with session_scope(engine) as s:
-        pick = sample_pick(9)
-        add_pick(
-            s,
-            validate_pick(
-                {k: v for k, v in pick.items() if k not in ("id", "position")}, settings.sections
-            ),
-        )
-    from digest.errors import StateError
-
-    with pytest.raises(StateError, match="never re-frozen"):
-        campaign.build(engine, settings, issue.key)
-    with session_scope(engine) as s:
-        frozen = editions.get_issue(s, issue.key)
-        assert len(frozen.content["picks"]) == 6  # the new pick waits for next week
+        nl = newsletters.resolve(s, settings)
+        frozen = editions.get(s, nl, issue.key)
+        assert frozen.status == EditionStatus.SENT
+        assert len(frozen.content["picks"]) == 6  # the new pick waits for the next edition
+        assert len(live_picks(s, frozen.id, settings.sections)) == 6
+        following = editions.open_edition(s, settings, nl)
+        assert following.id != frozen.id
+        assert len(live_picks(s, following.id, settings.sections)) == 1

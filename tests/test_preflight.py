@@ -29,7 +29,7 @@ needs_spamassassin = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def clean() -> tuple[dict[str, Any], RenderedIssue]:
     content = sample_content(20)
-    s = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    s = Settings(secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com")
     return content, render_issue(content, s)
 
 
@@ -41,6 +41,7 @@ class FakeIssue:
     text: str
     content: dict[str, Any]
     key: str = KEY
+    id: int = 1
     subject: str = ""
     preheader: str = ""
     status: str = "frozen"
@@ -200,7 +201,7 @@ def test_dkim_set_up_is_checked(workdir, clean, monkeypatch) -> None:
     key_file.chmod(0o644)
     report = preflight.check_issue(issue, load_settings())
     assert codes(report)["dkim-alignment"] == "warning"
-    assert any("chmod 600" in f.message for f in report.findings if f.code == "dkim-key")
+    assert any("chmod 600" in f.message for f in report.findings if f.code == "file-mode")
 
 
 def test_spam_check_skipped_with_a_note(workdir, clean, monkeypatch) -> None:

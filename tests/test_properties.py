@@ -28,15 +28,14 @@ from sqlalchemy.orm import Session
 
 from digest.delivery.message import MessageTemplate, Recipient, greeting
 from digest.delivery.sender import template_for
-from digest.editorial import editions, slots
+from digest.editorial import editions, newsletters, slots
 from digest.editorial.models import Edition
 from digest.editorial.picks import add_pick, validate_pick
 from digest.errors import InputError
 from digest.settings import Settings
-from digest.store.engine import dispose_all, get_engine
+from digest.store.engine import dispose_all, get_engine, session_scope
 from subscribers.tokens import make_token
 
-KEY = "2026-W48"
 SINGLE = (
     "From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
     "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type",
@@ -81,20 +80,29 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Se
     path: Path = tmp_path_factory.mktemp("props") / "digest.db"
     settings = Settings(
         database_url=f"sqlite:///{path}",
-        secret_key="p" * 40,
+        secret_key="p3Xw9Lk2Qz7Rt5Vm1Nb8Ch4Fd6Jg0SyU",
         base_url="https://news.example.com",
         _env_file=None,  # type: ignore[call-arg]
     )
-    yield get_engine(settings.database_url), settings
+    engine = get_engine(settings.database_url)
+    with session_scope(engine) as s:  # the newsletter and its open edition, committed
+        editions.open_edition(s, settings, newsletters.resolve(s, settings))
+    yield engine, settings
     dispose_all()
+
+
+def the_edition(session: Session, settings: Settings) -> Edition:
+    """The default newsletter's open edition: where the desk's picks and subject go."""
+    return editions.open_edition(session, settings, newsletters.resolve(session, settings))
 
 
 def build(
     session: Session, settings: Settings, name: str = "Reader", addr: str = "r@example.com"
 ) -> bytes:
-    """Freeze what is in the session into the issue and build one subscriber's message."""
-    issue: Edition = editions.freeze(session, settings, KEY)
-    template: MessageTemplate = template_for(issue, settings)
+    """Freeze what is in the session into the edition and build one subscriber's message."""
+    nl = newsletters.resolve(session, settings)
+    edition = editions.freeze(session, settings, nl, the_edition(session, settings))
+    template: MessageTemplate = template_for(edition, newsletters.settings_for(settings, nl))
     token = make_token(settings.secret(), "unsubscribe", 77, settings.effective_list_id)
     return template.build(Recipient(77, addr, name, token))
 
@@ -110,7 +118,7 @@ def pick(settings: Settings, **fields: object) -> dict[str, object]:
 
 def add(session: Session, settings: Settings, data: dict[str, object]) -> None:
     try:
-        add_pick(session, validate_pick(data, settings.sections))
+        add_pick(session, the_edition(session, settings).id, validate_pick(data, settings.sections))
     except InputError:
         assume(False)  # refused with a clear error: nothing to build
 
@@ -171,7 +179,7 @@ def one_message(
             add(s, settings, data)
         if subject is not None:
             try:
-                editions.edit(s, KEY, subject=subject)
+                editions.edit(s, the_edition(s, settings), subject=subject)
             except InputError:
                 assume(False)
         built = build(s, settings, **kw)
@@ -185,7 +193,12 @@ def frozen(store: tuple[Engine, Settings]) -> tuple[MessageTemplate, str]:
     engine, settings = store
     with Session(engine) as s:
         add(s, settings, pick(settings, image_url="https://img.example.com/a.jpg", image_alt="A"))
-        template = template_for(editions.freeze(s, settings, KEY), settings)
+        template = template_for(
+            editions.freeze(
+                s, settings, newsletters.resolve(s, settings), the_edition(s, settings)
+            ),
+            settings,
+        )
         s.rollback()
     return template, make_token(settings.secret(), "unsubscribe", 77, settings.effective_list_id)
 
@@ -214,10 +227,12 @@ def test_any_subject(store, subject: str) -> None:  # type: ignore[no-untyped-de
     check(data, one_message(engine, settings, picks, subject="A plain subject"))
     with Session(engine) as s:  # the subject arrives as the desk stored it
         try:
-            stored = editions.edit(s, KEY, subject=subject).subject
+            stored = editions.edit(s, the_edition(s, settings), subject=subject).subject
         finally:
             s.rollback()
-    default = editions.default_subject(settings, [{"featured": True, "title": "A plain title"}])
+    default = editions.default_subject(
+        settings.list_name, [{"featured": True, "title": "A plain title"}]
+    )
     # As stored (whitespace aside: the stdlib's fold/parse round trip may add a space).
     assert str(parse(data)["Subject"]).split() == (stored or default).split()
 
@@ -246,7 +261,9 @@ def test_any_pick_text(store, title, summary, byline, credit, tags) -> None:  # 
     plain = one_message(engine, settings, picks("Title", "Summary", "AFP", "Photo", ["a"]))
     check(data, plain)
     stored = validate_pick(picks(title, summary, byline, credit, tags)[0], settings.sections)
-    expected = editions.default_subject(settings, [{"featured": True, "title": stored.title}])
+    expected = editions.default_subject(
+        settings.list_name, [{"featured": True, "title": stored.title}]
+    )
     assert str(parse(data)["Subject"]) == expected
 
 

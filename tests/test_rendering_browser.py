@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium i
 
 @pytest.fixture(scope="module")
 def html() -> str:
-    s = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    s = Settings(secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com")
     rendered = render_issue(sample_content(20), s).html
     return rendered.replace(slots.GREETING, "Hello Anna,").replace(
         slots.UNSUBSCRIBE_URL, "https://news.example.com/unsubscribe/abc"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from digest.editorial.editions import week_key
 from digest.editorial.models import EditionStatus
 from digest.scheduling.trigger import describe
 from digest.settings import load_settings
@@ -35,6 +34,7 @@ from tests.scheduler_procs import (
     make_site,
     schedule_at,
     sleep_until,
+    week_key,
 )
 from tests.smtpd import SMTPServer
 
@@ -87,8 +87,8 @@ def test_schedule_a_few_seconds_ahead_sends_once(site: Site, smtp_server) -> Non
     (line,) = proc.wait_for("next send:", stream="out")
     assert line == f"next send: {describe(t, MOSCOW)}"
     (run,) = proc.wait_for("outcome=sent")
-    key = week_key(t, load_settings())
-    assert f"key={key} trigger=schedule outcome=sent sent=20 " in run
+    key = week_key(t)
+    assert f"newsletter=default key={key} trigger=schedule outcome=sent sent=20 " in run
     assert "recipients=20" in run and "owed=0" in run
     assert datetime.now(UTC) >= t
     assert digests(smtp_server) == Counter({e: 1 for e in site.emails})
@@ -96,15 +96,18 @@ def test_schedule_a_few_seconds_ahead_sends_once(site: Site, smtp_server) -> Non
     assert proc.stop() == 0
 
 
-def test_every_firing_after_the_send_does_nothing(site: Site, smtp_server) -> None:
+def test_after_the_send_the_next_edition_is_a_new_draft(site: Site, smtp_server) -> None:
     site.seed(subscribers=10)
     proc = site.start(DIGEST_SCHEDULE="* * * * *", DIGEST_SCHEDULE_SECOND="*")
     proc.wait_for("outcome=sent")
-    repeats = proc.wait_for("trigger=schedule outcome=already-sent", count=2)
-    assert all("sent=0 " in r and "ledger_sent=10 " in r for r in repeats)
+    # Every second is a slot: the next ones find the new, empty edition, not the sent one.
+    proc.wait_for("outcome=nothing-picked", count=1)
     assert len(proc.lines("outcome=sent ")) == 1
     assert digests(smtp_server) == Counter({e: 1 for e in site.emails})
     assert proc.stop() == 0
+    sent, following = site.editions()
+    assert (sent.status, following.status) == (EditionStatus.SENT, EditionStatus.DRAFT)
+    assert following.planned_at > sent.planned_at and following.key != sent.key
 
 
 def test_restart_within_grace_sends_and_beyond_grace_does_not(smtp_server, workdir: Path) -> None:
@@ -120,6 +123,7 @@ def test_restart_within_grace_sends_and_beyond_grace_does_not(smtp_server, workd
     sleep_until(t + timedelta(seconds=1.5))
     again = [on_time.start(**sched), late.start(**sched)]
     (catch_up,) = again[0].wait_for("was missed while no scheduler ran; catching up")
+    assert week_key(t) in catch_up
     (run,) = again[0].wait_for("outcome=sent")
     assert "trigger=schedule" in run
     (missed,) = again[1].wait_for("outcome=missed")
@@ -130,10 +134,10 @@ def test_restart_within_grace_sends_and_beyond_grace_does_not(smtp_server, workd
     for proc in again:
         assert proc.stop() == 0
     assert digests(smtp_server) == Counter({e: 1 for e in on_time.emails})
-    key = week_key(t, load_settings())
+    key = week_key(t)
     assert late.issue(key) is None
     (subject,) = alerts(smtp_server)
-    assert f"issue {key} was NOT sent" in subject
+    assert f"default {key} was NOT sent" in subject
     assert not again[1].lines("outcome=sent")
 
 
@@ -157,7 +161,7 @@ def test_sigkill_mid_send_then_restart_delivers_to_everyone_once(workdir: Path) 
             assert time.monotonic() < deadline, proc.output()
             time.sleep(0.02)
         proc.kill()
-        key = week_key(t, load_settings())
+        key = week_key(t)
         assert site.issue(key).status == EditionStatus.SENDING
         handler.gate.set()
         again = site.start(**schedule_at(t))
@@ -179,7 +183,7 @@ def test_sigterm_mid_send_finishes_in_flight_and_exits_zero(site: Site, smtp_ser
     got = digests(smtp_server)
     assert set(got.values()) == {1}
     assert site.sent_in_ledger() == len(got) < 60  # everything accepted was recorded
-    assert site.issue(week_key(t, load_settings())).status == EditionStatus.SENDING
+    assert site.issue(week_key(t)).status == EditionStatus.SENDING
 
 
 def test_two_schedulers_on_one_database_send_once(site: Site, smtp_server) -> None:
@@ -205,7 +209,9 @@ def test_two_schedulers_on_one_database_send_once(site: Site, smtp_server) -> No
 
 def test_nothing_picked_warns_and_later_picks_are_sent(site: Site, smtp_server) -> None:
     site.seed(subscribers=5, picks=0)
-    proc = site.start(DIGEST_SCHEDULE="* * * * *", DIGEST_SCHEDULE_SECOND="*")
+    proc = site.start(
+        DIGEST_SCHEDULE="* * * * *", DIGEST_SCHEDULE_SECOND="*", DIGEST_SCHEDULER_RETRY="1"
+    )
     proc.wait_for("outcome=nothing-picked", count=2)
     assert digests(smtp_server) == Counter()
     settings = load_settings()

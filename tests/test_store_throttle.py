@@ -46,3 +46,15 @@ def test_keys_are_stored_hashed_and_old_events_purged(engine, settings) -> None:
         assert ratelimit.purge(s, ratelimit.LONGEST, now=t0) == 1
         ratelimit.clear(s, LIMIT, "reader@example.com", secret)
         assert s.scalars(select(ThrottleEvent)).all() == []
+
+
+def test_taking_several_events_at_once(engine, settings) -> None:
+    secret = settings.secret()
+    t0 = utcnow()
+    with session_scope(engine) as s:
+        assert ratelimit.take(s, LIMIT, "editor-1", secret, now=t0, count=2) is None
+        wait = ratelimit.take(s, LIMIT, "editor-1", secret, now=t0 + MIN, count=2)
+        assert wait is not None and abs(wait - 9 * MIN) < timedelta(seconds=1)  # first leaves
+        assert ratelimit.take(s, LIMIT, "editor-1", secret, now=t0 + MIN, count=1) is None
+        assert ratelimit.take(s, LIMIT, "editor-2", secret, now=t0, count=4) == LIMIT.window
+        assert ratelimit.retry_after(s, LIMIT, "editor-2", secret, now=t0) is None  # none taken

@@ -102,7 +102,9 @@ async def test_dots_and_bare_line_ends_in_plain_bytes_are_repaired(server: SMTPS
 
 @pytest.fixture(scope="module")
 def template() -> MessageTemplate:
-    settings = Settings(secret_key="k" * 40, base_url="https://news.example.com")
+    settings = Settings(
+        secret_key="k8Vq2pZ4xR7mN1wT5yB3cF9hJ6dL0sGa", base_url="https://news.example.com"
+    )
     return MessageTemplate(
         render_issue(sample_content(20), settings),
         settings=settings,

@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import socket
 
-from digest.editorial import editions
+from digest.editorial import editions, newsletters
 from digest.editorial.models import EditionStatus
-from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
+from tests.sending import pick_into
 from tests.webtools import LiveServer
 
 
 def publish(srv: LiveServer, key: str, *, status: str = EditionStatus.SENT) -> None:
     with session_scope(srv.engine) as s:
+        nl = newsletters.resolve(s, srv.settings, None)
+        edition = editions.open_edition(s, srv.settings, nl)
+        edition.key = key  # pin the week under test; the slot would be this week's
+        s.flush()
         for i in range(3):
             pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
-            add_pick(s, validate_pick(pick, srv.settings.sections))
-        editions.edit(s, key, subject=f"Issue {key}: the week in review")
-        issue = editions.freeze(s, srv.settings, key)
+            pick_into(s, srv.settings, pick)
+        editions.edit(s, edition, subject=f"Issue {key}: the week in review")
+        editions.freeze(s, srv.settings, nl, edition)
         if status != "frozen":
-            editions.start_sending(s, issue)
-            issue.status = status
+            editions.start_sending(s, srv.settings, nl, edition)
+            edition.status = status
 
 
 def raw_get(srv: LiveServer, target: str) -> int:
     """Send a request line exactly as written (clients would normalise '..')."""
     with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+        )
         return int(sock.recv(4096).split(b" ", 2)[1])
 
 

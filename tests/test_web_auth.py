@@ -68,17 +68,17 @@ def test_sign_in_wrong_password_unknown_name_and_safe_redirects(serve_web) -> No
 
 
 @pytest.mark.db
-def test_failed_sign_ins_are_throttled_per_name(serve_web) -> None:
+def test_failed_sign_ins_are_throttled_per_name_and_client(serve_web) -> None:
     srv = serve_web()
     add_editor(srv.engine)
     add_editor(srv.engine, "boris", "boris@news.example.com")
     with srv.client() as c:
         for _ in range(5):
             assert login(c, password="guess guess guess").status_code == 400
-        blocked = login(c)  # even the right password waits now
+        blocked = login(c)  # even the right password waits now, from this client
         assert blocked.status_code == 429
         assert 0 < int(blocked.headers["retry-after"]) <= 15 * 60
-        assert "Too many failed sign-ins" in blocked.text
+        assert "Too many sign-in attempts for this name" in blocked.text
         assert c.get("/desk/").status_code == 303
         assert login(c, name="boris").status_code == 303  # other editors are not locked out
 

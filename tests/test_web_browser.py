@@ -17,11 +17,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import func, select
 
 from digest.delivery.models import Delivery
-from digest.editorial.picks import add_pick, unfrozen, validate_pick
+from digest.editorial import editions, newsletters
+from digest.editorial.models import Pick
+from digest.editorial.picks import live_picks
 from digest.store.engine import session_scope
-from subscribers import store
+from subscribers import subscriptions
 from subscribers.model import SubscriberStatus
 from tests.samples import sample_pick
+from tests.sending import pick_into
 from tests.webtools import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -35,6 +38,7 @@ from tests.webtools import (
     wait_for,
 )
 
+OLGA = "olga@example.org"
 NEW_TITLE = "A new bridge over the Volga opens after twelve years"
 NEW_URL = "https://www.themoscowtimes.com/2026/11/27/a-new-bridge-over-the-volga-a91234"
 
@@ -56,6 +60,20 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+def olga(srv):  # type: ignore[no-untyped-def]
+    """Olga's subscription to the default newsletter, as the store has it now."""
+    with session_scope(srv.engine) as s:
+        member = subscriptions.find(s, newsletters.resolve(s, srv.settings, None).id, OLGA)
+        assert member is not None
+        s.expunge_all()
+        return member
+
+
+def new_id(srv) -> int:  # type: ignore[no-untyped-def]
+    with session_scope(srv.engine) as s:
+        return int(s.scalar(select(func.max(Pick.id))))
+
+
 def _titles(page: Page) -> list[str]:
     return [t.strip() for t in page.locator(".pick-title").all_inner_texts()]
 
@@ -65,9 +83,9 @@ def test_editor_adds_reorders_previews_and_sends_a_test(smtp_server, serve_web, 
     settings = srv.settings
     with session_scope(srv.engine) as s:
         seed = {
-            k: v for k, v in sample_pick(0, featured=True).items() if k not in ("id", "position")
+            k: v for k, v in sample_pick(0, section="News").items() if k not in ("id", "position")
         }
-        add_pick(s, validate_pick(seed, settings.sections))
+        pick_into(s, settings, seed)
     add_editor(srv.engine)
 
     # Without a session the desk sends the browser to the login page.
@@ -83,7 +101,7 @@ def test_editor_adds_reorders_previews_and_sends_a_test(smtp_server, serve_web, 
     page.get_by_label("Lead", exact=True).fill(
         "The crossing at Kazan halves the trip between two regions."
     )
-    page.get_by_label("Section").select_option("Features")
+    page.get_by_label("Section").select_option("News")
     page.get_by_label("Byline").fill("AFP")
     page.get_by_role("button", name="Add pick").click()
     expect(page.get_by_role("status")).to_have_text("Pick added.")
@@ -93,7 +111,18 @@ def test_editor_adds_reorders_previews_and_sends_a_test(smtp_server, serve_web, 
     expect(page.get_by_role("status")).to_have_text("Pick moved.")
     assert _titles(page) == [NEW_TITLE, seed["title"]]
     with session_scope(srv.engine) as s:
-        assert [p.title for p in unfrozen(s)] == [NEW_TITLE, seed["title"]]
+        edition = editions.open_edition(s, settings, newsletters.resolve(s, settings, None))
+        titles = [p.title for p in live_picks(s, edition.id, settings.sections)]
+        assert titles == [NEW_TITLE, seed["title"]]
+    expect(page.locator("#pick-" + str(new_id(srv)))).to_contain_text("Lead story")
+
+    # Remove, then change one's mind: Undo puts the story back where it was.
+    page.get_by_role("button", name=f"Remove “{seed['title']}”").click()
+    expect(page.get_by_role("status")).to_contain_text("Removed “")
+    assert _titles(page) == [NEW_TITLE]
+    page.get_by_role("button", name="Undo").click()
+    expect(page.get_by_role("status")).to_have_text("Pick restored.")
+    assert _titles(page) == [NEW_TITLE, seed["title"]]
 
     page.get_by_role("link", name="Preview, check and send a test").click()
     expect(page.get_by_role("heading", name="Preview")).to_be_visible()
@@ -108,6 +137,15 @@ def test_editor_adds_reorders_previews_and_sends_a_test(smtp_server, serve_web, 
     dark = page.locator("#preview-dark").element_handle().content_frame()
     dark.wait_for_load_state("load")
     assert dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(16, 16, 16)"
+    # Each frame is sandboxed: an opaque origin that cannot reach the desk or its cookies.
+    reach_desk = "() => { try { return parent.document.title } catch (e) { return e.name } }"
+    for frame in (phone, desktop, dark):
+        assert frame.evaluate("window.origin") == "null"
+        assert frame.evaluate(reach_desk) == "SecurityError"
+        assert (
+            frame.evaluate("() => { try { return document.cookie } catch (e) { return e.name } }")
+            == "SecurityError"
+        )
 
     expect(page.get_by_label("Send to")).to_have_value(EDITOR_EMAIL)
     page.get_by_role("button", name="Send test").click()
@@ -127,13 +165,13 @@ def test_reader_subscribes_and_confirms_with_the_button(smtp_server, serve_web, 
     page.goto(srv.url + "/subscribe")
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
     page.get_by_label("Your name").fill("Olga Petrova")
-    page.get_by_label("Email address").fill("olga@example.org")
+    page.get_by_label("Email address").fill(OLGA)
     page.get_by_label("I agree to receive").check()
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
 
     received = wait_for(lambda: smtp_server.messages, what="the confirmation email")
-    assert received[0].rcpt_tos == ["olga@example.org"]
+    assert received[0].rcpt_tos == [OLGA]
     msg = parse(received[0].data)
     assert str(msg["Subject"]).startswith("Confirm your subscription")
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -143,13 +181,12 @@ def test_reader_subscribes_and_confirms_with_the_button(smtp_server, serve_web, 
 
     # A link scanner that fetches the link subscribes nobody.
     assert httpx.get(link, timeout=30).status_code == 200
-    with session_scope(srv.engine) as s:
-        assert store.get_by_email(s, "olga@example.org").status == SubscriberStatus.PENDING
+    assert olga(srv).status == SubscriberStatus.PENDING
 
     page.goto(link)
     page.get_by_role("button", name="Yes, subscribe me").click()
     expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
-    with session_scope(srv.engine) as s:
-        row = store.get_by_email(s, "olga@example.org")
-        assert row.status == SubscriberStatus.CONFIRMED and row.consent_at is not None
-        assert "confirmed by email link" in row.consent_source
+    member = olga(srv)
+    assert member.status == SubscriberStatus.CONFIRMED
+    assert member.subscription.consent_at is not None
+    assert "confirmed by email link" in member.subscription.consent_source

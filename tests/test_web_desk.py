@@ -1,108 +1,41 @@
-"""The desk's forms over real HTTP: picks are checked as on the command line."""
+"""The desk's front page over real HTTP: the next edition per newsletter, its subject and
+intro, its send time, and the controls of a send in progress."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
-import pytest
 
-from digest.editorial import editions
+from digest.clock import utcnow
+from digest.delivery import campaign
+from digest.delivery.models import Delivery, DeliveryStatus
+from digest.editorial import editions, newsletters
 from digest.editorial.models import EditionStatus
-from digest.editorial.picks import add_pick, unfrozen, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
+from tests.sending import add_subscribers, pick_into
 from tests.webtools import LiveServer, csrf_of, desk_client
-
-STORY = {
-    "url": "https://www.themoscowtimes.com/2026/11/27/story",
-    "title": "Siberia's last village school",
-    "summary": "Nine pupils and one teacher.",
-    "section": "Features",
-    "byline": "AFP",
-    "read_minutes": "4",
-    "tags": "Siberia, Education",
-}
 
 
 def post(c: httpx.Client, path: str, **data: str) -> httpx.Response:
     return c.post(path, data={"csrf": csrf_of(c.get("/desk/").text), **data})
 
 
-def seed(srv: LiveServer, n: int) -> list[int]:
+def seed(srv: LiveServer, n: int, slug: str | None = None) -> list[int]:
     with session_scope(srv.engine) as s:
         rows = []
         for i in range(n):
             pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
-            rows.append(add_pick(s, validate_pick(pick, srv.settings.sections)).id)
+            rows.append(pick_into(s, srv.settings, pick, slug).id)
     return rows
 
 
-def order(srv: LiveServer) -> list[int]:
+def open_key(srv: LiveServer, slug: str | None = None) -> str:
     with session_scope(srv.engine) as s:
-        return [p.id for p in unfrozen(s)]
-
-
-@pytest.mark.db
-def test_adding_a_pick_checks_it_like_the_command_line(serve_web) -> None:
-    srv = serve_web()
-    with desk_client(srv) as c:
-        for field, value, words in (
-            ("url", "javascript:alert(1)", "url: must be an http"),
-            ("url", "not a url", "url: must not contain spaces"),
-            ("title", "", "title: String should have at least 1 character"),
-            ("section", "Sports", "unknown section 'Sports'"),
-            ("read_minutes", "four", "read_minutes: must be a whole number"),
-            ("image_url", "ftp://x.example/a.jpg", "image_url: must be an http"),
-        ):
-            r = post(c, "/desk/picks", **{**STORY, field: value})
-            assert r.status_code == 400, field
-            assert words in r.text.replace("&#39;", "'"), (field, r.text[:2000])
-            assert f'id="f-{field}"' in r.text and 'aria-invalid="true"' in r.text
-            assert STORY["summary"] in r.text  # the editor's input is kept
-        assert order(srv) == []
-
-        r = post(c, "/desk/picks", **STORY, image_url="https://static.example.com/a.jpg")
-        assert r.status_code == 303
-        page = c.get(r.headers["location"])
-        assert "the headline stands in" in page.text
-    with session_scope(srv.engine) as s:
-        (row,) = unfrozen(s)
-        assert row.image_alt == STORY["title"] and row.tags == ["Siberia", "Education"]
-        assert row.read_minutes == 4 and row.section == "Features" and row.byline == "AFP"
-
-
-def test_edit_move_feature_and_remove(serve_web) -> None:
-    srv = serve_web()
-    a, b, c_ = seed(srv, 3)
-    with desk_client(srv) as c:
-        edit = c.get(f"/desk/picks/{b}")
-        assert edit.status_code == 200 and 'name="url"' in edit.text
-        r = post(c, f"/desk/picks/{b}", **{**STORY, "title": "A better headline"})
-        assert r.status_code == 303
-        bad = post(c, f"/desk/picks/{b}", **{**STORY, "url": "nope"})
-        assert bad.status_code == 400 and "A better headline" not in bad.text
-        assert c.get("/desk/picks/9999").status_code == 404
-
-        assert post(c, f"/desk/picks/{c_}/move", to="up").status_code == 303
-        assert order(srv) == [a, c_, b]
-        assert post(c, f"/desk/picks/{a}/move", to="last").status_code == 303
-        assert order(srv) == [c_, b, a]
-        assert post(c, f"/desk/picks/{a}/move", to="1").status_code == 303
-        assert order(srv) == [a, c_, b]
-        assert post(c, f"/desk/picks/{a}/move", to="up").status_code == 303  # already first
-        assert order(srv) == [a, c_, b]
-        assert post(c, f"/desk/picks/{a}/move", to="sideways").status_code == 400
-
-        assert post(c, f"/desk/picks/{b}/feature").status_code == 303
-        assert post(c, f"/desk/picks/{c_}/feature").status_code == 303
-        with session_scope(srv.engine) as s:
-            assert [p.id for p in unfrozen(s) if p.featured] == [c_]
-            assert next(p for p in unfrozen(s) if p.id == b).title == "A better headline"
-
-        assert post(c, f"/desk/picks/{a}/remove").status_code == 303
-        assert order(srv) == [c_, b]
-        assert post(c, f"/desk/picks/{a}/remove").status_code == 404
+        nl = newsletters.resolve(s, srv.settings, slug)
+        return editions.open_edition(s, srv.settings, nl).key
 
 
 def test_subject_preheader_and_intro(serve_web) -> None:
@@ -110,52 +43,151 @@ def test_subject_preheader_and_intro(serve_web) -> None:
     seed(srv, 2)
     with desk_client(srv) as c:
         key = re.search(r'name="key" value="([^"]+)"', c.get("/desk/").text).group(1)
-        assert key == editions.current_key(srv.settings)
+        assert key == open_key(srv)
         r = post(
             c,
-            "/desk/issue",
+            "/desk/edition",
+            newsletter="default",
             key=key,
             subject="The week in Moscow",
             preheader="And beyond",
             intro="First paragraph.\n\nSecond <b>bold</b> paragraph.",
         )
-        assert r.status_code == 303
+        assert r.status_code == 303 and r.headers["location"].endswith("ok=edition#edition")
         with session_scope(srv.engine) as s:
-            row = editions.get_issue(s, key)
+            row = editions.get(s, newsletters.resolve(s, srv.settings, None), key)
             assert (row.subject, row.preheader) == ("The week in Moscow", "And beyond")
             assert row.intro == "First paragraph.\n\nSecond bold paragraph."
-        too_long = post(c, "/desk/issue", key=key, subject="x" * 201, preheader="", intro="")
+        too_long = post(c, "/desk/edition", key=key, subject="x" * 201, preheader="", intro="")
         assert too_long.status_code == 400 and "subject" in too_long.text
-        stale = post(c, "/desk/issue", key="2020-W01", subject="Old", preheader="", intro="")
-        assert stale.status_code == 409
+        assert 'value="' + "x" * 201 in too_long.text  # the editor's input is kept
+        stale = post(c, "/desk/edition", key="2020-W01", subject="Old", preheader="", intro="")
+        assert stale.status_code == 409 and "reload the desk" in stale.text
+        old_form = post(c, "/desk/issue", key=key, subject="Still works", preheader="", intro="")
+        assert old_form.status_code == 303
 
 
-def test_after_this_weeks_send_the_desk_prepares_next_week(serve_web) -> None:
+def test_after_a_send_starts_the_desk_prepares_the_next_edition(serve_web) -> None:
     srv = serve_web()
     seed(srv, 2)
-    this_week = editions.current_key(srv.settings)
-    with session_scope(srv.engine) as s:
-        issue = editions.freeze(s, srv.settings, this_week)
-        editions.start_sending(s, issue)
-        issue.status = EditionStatus.SENT
+    add_subscribers(srv.engine, 3, settings=srv.settings)
+    started = campaign.prepare_send(srv.engine, srv.settings)
     with desk_client(srv) as c:
         page = c.get("/desk/").text
         key = re.search(r'name="key" value="([^"]+)"', page).group(1)
-        assert key != this_week and key > this_week
-        assert f'href="/desk/issues/{this_week}"' in page  # listed with past issues
+        assert key != started.key and key > started.key
         assert "Nothing picked yet" in page
-        # Picks of a sent issue are history: they cannot be changed any more.
+        assert "Sending now" in page and f"Edition {started.key}</a>: 0 sent, 3 to go" in page
+        # Picks of an edition being sent are history: they cannot change any more.
         with session_scope(srv.engine) as s:
-            sent_pick = editions.get_issue(s, this_week).content["picks"][0]["id"]
+            nl = newsletters.resolve(s, srv.settings, None)
+            sent_pick = editions.get(s, nl, started.key).content["picks"][0]["id"]
         assert post(c, f"/desk/picks/{sent_pick}/remove").status_code == 409
         assert post(c, f"/desk/picks/{sent_pick}/move", to="down").status_code == 409
 
-
-def test_pick_text_is_escaped_on_the_desk(serve_web) -> None:
-    srv = serve_web()
-    (pick_id,) = seed(srv, 1)
-    with session_scope(srv.engine) as s:  # as if it came in before plain-text cleaning
-        next(p for p in unfrozen(s) if p.id == pick_id).title = '<script>alert("x")</script>'
-    with desk_client(srv) as c:
+        with session_scope(srv.engine) as s:
+            editions.get(s, nl, started.key).status = EditionStatus.SENT
         page = c.get("/desk/").text
-        assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+        assert "Sending now" not in page
+        assert f'href="/desk/issues/{started.key}?newsletter=default"' in page  # past editions
+
+
+def test_pause_resume_and_cancel_a_send_from_the_desk(serve_web) -> None:
+    srv = serve_web()
+    seed(srv, 1)
+    add_subscribers(srv.engine, 4, settings=srv.settings)
+    started = campaign.prepare_send(srv.engine, srv.settings)
+    action = f"/desk/editions/{started.key}"
+    with desk_client(srv) as c:
+        r = post(c, f"{action}/pause", newsletter="default")
+        assert r.status_code == 303 and "ok=paused" in r.headers["location"]
+        page = c.get(r.headers["location"]).text
+        assert "Send paused" in page and "<strong>paused</strong>" in page and ">Resume<" in page
+        with session_scope(srv.engine) as s:
+            assert s.get(type(started), started.id).paused_at is not None
+
+        assert post(c, f"{action}/resume", newsletter="default").status_code == 303
+        with session_scope(srv.engine) as s:
+            assert s.get(type(started), started.id).paused_at is None
+
+        assert post(c, f"{action}/explode").status_code == 404
+        assert post(c, "/desk/editions/2020-W01/pause").status_code in (404, 409)
+
+        r = post(c, f"{action}/cancel", newsletter="default", reason="Wrong <b>lead</b> story")
+        assert r.status_code == 303 and "ok=cancelled" in r.headers["location"]
+        with session_scope(srv.engine) as s:
+            row = s.get(type(started), started.id)
+            assert row.status == EditionStatus.CANCELLED
+            assert "Wrong <b>lead</b> story" in (row.note or "")
+            statuses = {d.status for d in s.query(Delivery).filter_by(edition_id=started.id)}
+            assert statuses == {DeliveryStatus.SKIPPED}
+        page = c.get("/desk/").text
+        assert "Sending now" not in page and "<b>lead" not in page
+        again = post(c, f"{action}/cancel", newsletter="default")
+        assert again.status_code == 409  # nothing left to cancel: said, not a crash
+
+
+def test_the_send_time_can_be_chosen_and_given_back_to_the_schedule(serve_web) -> None:
+    srv = serve_web(DIGEST_TIMEZONE="Europe/Berlin")
+    seed(srv, 1)
+    with session_scope(srv.engine) as s:
+        nl = newsletters.resolve(s, srv.settings, None)
+        slot = editions.open_edition(s, srv.settings, nl).planned_at
+    local = (
+        (utcnow() + timedelta(days=2))
+        .astimezone(srv.settings.tz)
+        .replace(hour=7, minute=30, second=0, microsecond=0)
+    )
+    with desk_client(srv) as c:
+        r = post(c, "/desk/edition/schedule", at=local.strftime("%Y-%m-%dT%H:%M"))
+        assert r.status_code == 303 and r.headers["location"].endswith("ok=scheduled#when")
+        page = c.get(r.headers["location"]).text
+        assert "Send time saved." in page and "a time chosen by an editor" in page
+        with session_scope(srv.engine) as s:
+            row = editions.open_edition(s, srv.settings, newsletters.resolve(s, srv.settings, None))
+            assert row.status == EditionStatus.SCHEDULED
+            assert row.planned_at == local.astimezone(row.planned_at.tzinfo)
+
+        past = post(c, "/desk/edition/schedule", at="2020-01-01T09:00")
+        assert past.status_code == 400 and "that time has passed" in past.text
+        junk = post(c, "/desk/edition/schedule", at="next friday")
+        assert junk.status_code == 400 and 'aria-invalid="true"' in junk.text
+
+        back = post(c, "/desk/edition/schedule", action="slot")
+        assert back.status_code == 303
+        with session_scope(srv.engine) as s:
+            row = editions.open_edition(s, srv.settings, newsletters.resolve(s, srv.settings, None))
+            assert row.status == EditionStatus.DRAFT and row.planned_at == slot
+
+
+def test_each_newsletter_has_its_own_desk(serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        newsletters.resolve(s, srv.settings, None)
+        newsletters.add(s, "business", "Business Brief", schedule="0 7 * * 1-5")
+    seed(srv, 2)
+    (biz,) = seed(srv, 1, "business")
+    with desk_client(srv) as c:
+        home = c.get("/desk/").text
+        assert 'aria-label="Newsletters"' in home and "Business Brief" in home
+        assert 'href="/desk/?newsletter=business"' in home
+        page = c.get("/desk/?newsletter=business").text
+        assert "Business Brief: next edition" in page and f'id="pick-{biz}"' in page
+        assert 'name="newsletter" value="business"' in page
+        assert page.count('<li class="pick') == 1 and "0 7 * * 1-5" in page
+        day_key = open_key(srv, "business")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d", day_key) and day_key in page
+
+        # A form for one newsletter never changes another's edition.
+        r = post(c, "/desk/edition", newsletter="business", key=day_key, subject="Markets")
+        assert r.status_code == 303 and "newsletter=business" in r.headers["location"]
+        with session_scope(srv.engine) as s:
+            default = editions.open_edition(
+                s, srv.settings, newsletters.resolve(s, srv.settings, None)
+            )
+            assert default.subject in ("", None)
+        wrong = post(c, "/desk/edition", newsletter="default", key=day_key, subject="Markets")
+        assert wrong.status_code == 409
+
+        unknown = c.get("/desk/?newsletter=nope")
+        assert unknown.status_code == 404 and "nope" in unknown.text

@@ -17,12 +17,13 @@ from digest.clock import utcnow
 from digest.delivery import campaign, dkimkeys
 from digest.delivery.sender import Sender
 from digest.delivery.transports import make_transport
-from digest.editorial import editions
+from digest.editorial import editions, newsletters
 from digest.editorial.picks import add_pick, validate_pick
+from digest.errors import StateError
 from digest.settings import Settings
 from digest.store.engine import session_scope
-from subscribers import store
-from subscribers.model import Subscriber, SubscriberStatus
+from subscribers import store, subscriptions
+from subscribers.model import SubscriberStatus, Subscription, Suppression
 from subscribers.tokens import make_token
 from tests.samples import sample_pick
 from tests.webtools import LiveServer, csrf_of, parse, text_part, unsubscribe_url, wait_for
@@ -30,27 +31,42 @@ from tests.webtools import LiveServer, csrf_of, parse, text_part, unsubscribe_ur
 pytestmark = pytest.mark.db
 
 
-def add_picks(srv: LiveServer, first: int, n: int) -> None:
+def add_picks(srv: LiveServer, first: int, n: int, slug: str | None = None) -> None:
+    """Picks for the newsletter's next edition (the default newsletter's unless `slug`)."""
     with session_scope(srv.engine) as s:
+        nl = newsletters.resolve(s, srv.settings, slug)
+        edition = editions.open_edition(s, srv.settings, nl)
         for i in range(first, first + n):
             pick = {k: v for k, v in sample_pick(i).items() if k not in ("id", "position")}
-            add_pick(s, validate_pick(pick, srv.settings.sections))
+            add_pick(s, edition.id, validate_pick(pick, srv.settings.sections))
 
 
-def send_issue(srv: LiveServer, settings: Settings, key: str) -> None:
-    issue = campaign.prepare_send(srv.engine, settings, key)
+def send_issue(srv: LiveServer, settings: Settings, slug: str | None = None) -> None:
+    """Send the newsletter's next edition, as `digest send` would."""
+    issue = campaign.prepare_send(srv.engine, settings, slug)
+    with session_scope(srv.engine) as s:
+        own = newsletters.settings_for(settings, newsletters.resolve(s, settings, slug))
 
     async def go() -> None:
-        async with make_transport(settings) as transport:
-            report = await Sender(srv.engine, settings, issue, transport).run()
+        async with make_transport(own) as transport:
+            report = await Sender(srv.engine, own, issue, transport).run()
             assert report.finished
 
     asyncio.run(go())
 
 
-def status_of(srv: LiveServer, email: str) -> str:
+def subscribe(srv: LiveServer, email: str, status: str = "confirmed", slug: str | None = None):  # type: ignore[no-untyped-def]
     with session_scope(srv.engine) as s:
-        return store.get_by_email(s, email).status
+        nl = newsletters.resolve(s, srv.settings, slug)
+        return subscriptions.add(s, nl.id, email, "", status=status, source="test")
+
+
+def status_of(srv: LiveServer, email: str, slug: str | None = None) -> str | None:
+    """The address's status for the newsletter (its suppression first)."""
+    with session_scope(srv.engine) as s:
+        nl = newsletters.resolve(s, srv.settings, slug)
+        member = subscriptions.find(s, nl.id, email)
+        return member.status if member else None
 
 
 def sign_up(client: httpx.Client, email: str, *, consent: bool = True, **headers: str):
@@ -76,12 +92,10 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
     srv = serve_web()
     settings = srv.settings
     readers = [f"reader{i}@example.com" for i in range(4)]
-    with session_scope(srv.engine) as s:
-        for r in readers:
-            store.add(s, r, "Reader", status=SubscriberStatus.CONFIRMED)
+    for r in readers:
+        subscribe(srv, r)
     add_picks(srv, 0, 3)
-    this_week = editions.current_key(settings)
-    send_issue(srv, settings, this_week)
+    send_issue(srv, settings)
     by_rcpt = {m.rcpt_tos[0]: parse(m.data) for m in smtp_server.messages}
     assert sorted(by_rcpt) == readers
 
@@ -106,15 +120,13 @@ def test_one_click_unsubscribe_from_a_digest_takes_effect_for_the_next_send(
 
     smtp_server.handler.messages.clear()
     add_picks(srv, 3, 2)
-    next_week = editions.week_key(utcnow() + timedelta(days=7), settings)
-    send_issue(srv, settings, next_week)
+    send_issue(srv, settings)  # the next edition
     assert sorted(smtp_server.handler.recipients()) == readers[2:]
 
 
 def test_unsubscribe_page_asks_first_and_bad_tokens_change_nothing(serve_web) -> None:
     srv = serve_web()
-    with session_scope(srv.engine) as s:
-        sid = store.add(s, "kept@example.com", status=SubscriberStatus.CONFIRMED).id
+    sid = subscribe(srv, "kept@example.com").subscriber.id
     secret, list_id = srv.settings.secret(), srv.settings.effective_list_id
     token = make_token(secret, "unsubscribe", sid, list_id)
     with srv.client() as c:
@@ -137,13 +149,13 @@ def test_unsubscribe_page_asks_first_and_bad_tokens_change_nothing(serve_web) ->
 
 def test_sign_up_answers_the_same_whether_or_not_the_address_is_known(workdir, serve_web) -> None:
     srv = serve_web()
+    subscribe(srv, "pending@example.com", "pending")
+    subscribe(srv, "member@example.com")
+    subscribe(srv, "left@example.com")
+    sid = subscribe(srv, "angry@example.com").subscriber.id
     with session_scope(srv.engine) as s:
-        store.add(s, "pending@example.com", status=SubscriberStatus.PENDING)
-        store.add(s, "member@example.com", status=SubscriberStatus.CONFIRMED)
-        store.add(s, "left@example.com", status=SubscriberStatus.CONFIRMED)
-        store.remove(s, "left@example.com")
-        sid = store.add(s, "angry@example.com", status=SubscriberStatus.CONFIRMED).id
-        store.set_status(s, sid, SubscriberStatus.COMPLAINED, "abuse report")
+        subscriptions.unsubscribe(s, newsletters.ensure_default(s).id, "left@example.com")
+        store.suppress(s, sid, Suppression.COMPLAINED, "abuse report")
     addresses = [
         "new@example.com",
         "pending@example.com",
@@ -186,7 +198,8 @@ def test_sign_up_checks_consent_address_and_form_token(workdir, serve_web) -> No
         assert r.status_code == 403
         assert 'value="crossed@example.com"' in r.text and 'name="csrf"' in r.text
     with session_scope(srv.engine) as s:
-        assert store.count(s)[SubscriberStatus.PENDING] == 0
+        nl = newsletters.ensure_default(s)
+        assert subscriptions.count(s, nl.id)[SubscriberStatus.PENDING] == 0
     assert outbox(workdir) == []
 
 
@@ -238,10 +251,11 @@ def test_confirm_links(workdir, serve_web) -> None:
 
         # After unsubscribing, the old link no longer brings the reader back ...
         with session_scope(srv.engine) as s:
-            store.remove(s, "ivan@example.com")
+            nl = newsletters.ensure_default(s).id
+            subscriptions.unsubscribe(s, nl, "ivan@example.com")
             s.execute(
-                update(Subscriber)
-                .where(Subscriber.id == sid)
+                update(Subscription)
+                .where(Subscription.subscriber_id == sid, Subscription.newsletter_id == nl)
                 .values(status_changed_at=utcnow() - timedelta(days=1))
             )
         stale = make_token(secret, "confirm", sid, list_id, issued_at=int(time.time()) - 2 * 86400)
@@ -285,3 +299,96 @@ def test_the_confirmation_email_is_dkim_signed_when_a_key_is_set(workdir, serve_
     assert "list-unsubscribe" in signature.lower() and "list-unsubscribe-post" in signature.lower()
     record = dkimkeys.txt_value(key).encode()
     assert dkimpy.verify(data, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_two_newsletters_one_reader_leaves_one_and_keeps_the_other(smtp_server, serve_web) -> None:
+    srv = serve_web()
+    settings = srv.settings
+    with session_scope(srv.engine) as s:
+        newsletters.ensure_default(s)
+        newsletters.add(
+            s, "culture", "The Culture Letter", from_addr="Culture <culture@news.example.com>"
+        )
+    both, only_weekly = "both@example.com", "weekly@example.com"
+    subscribe(srv, both)
+    subscribe(srv, only_weekly)
+    subscribe(srv, both, slug="culture")
+    add_picks(srv, 0, 2)
+    add_picks(srv, 2, 2, slug="culture")
+    send_issue(srv, settings)
+    send_issue(srv, settings, "culture")
+    got = [(m.rcpt_tos[0], parse(m.data)) for m in smtp_server.messages]
+    culture = next(msg for rcpt, msg in got if msg["From"].addresses[0].username == "culture")
+    assert culture["List-Id"] != got[0][1]["List-Id"]
+    assert "culture." in str(culture["List-Id"])
+    # One click in the culture letter: only that one stops.
+    r = httpx.post(unsubscribe_url(culture), data={"List-Unsubscribe": "One-Click"}, timeout=30)
+    assert r.status_code == 200 and "The Culture Letter" in r.text
+    assert status_of(srv, both, "culture") == SubscriberStatus.UNSUBSCRIBED
+    assert status_of(srv, both) == SubscriberStatus.CONFIRMED
+    smtp_server.handler.messages.clear()
+    add_picks(srv, 4, 1)
+    add_picks(srv, 5, 1, slug="culture")
+    send_issue(srv, settings)
+    with pytest.raises(StateError, match="nobody to send"):  # the culture letter lost its reader
+        send_issue(srv, settings, "culture")
+    assert sorted(smtp_server.handler.recipients()) == [both, only_weekly]
+
+
+def test_the_preferences_page_chooses_newsletters_or_leaves_all(smtp_server, serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        newsletters.ensure_default(s)
+        newsletters.add(s, "culture", "The Culture Letter")
+    subscribe(srv, "reader@example.com")
+    add_picks(srv, 0, 2)
+    send_issue(srv, srv.settings)
+    (message,) = [parse(m.data) for m in smtp_server.messages]
+    link = re.search(r"(http://\S+/preferences/\S+)", text_part(message)).group(1)
+    path = link.removeprefix(srv.url)
+    with srv.client() as c:
+        page = c.get(path)  # no sign-in: the link is the proof
+        assert page.status_code == 200 and "r•••@example.com" in page.text
+        assert 'value="default" checked' in page.text and 'value="culture" >' in page.text
+        assert status_of(srv, "reader@example.com", "culture") is None  # a GET changes nothing
+        saved = c.post(path, data={"newsletter": ["culture"], "action": "save"})
+        assert saved.status_code == 200 and "Saved" in saved.text
+        assert status_of(srv, "reader@example.com", "culture") == SubscriberStatus.CONFIRMED
+        assert status_of(srv, "reader@example.com") == SubscriberStatus.UNSUBSCRIBED
+        left = c.post(path, data={"action": "leave"})
+        assert "You have left every newsletter" in left.text
+        assert status_of(srv, "reader@example.com", "culture") == SubscriberStatus.UNSUBSCRIBED
+        forged = path[:-2] + ("AA" if not path.endswith("AA") else "BB")
+        assert c.post(forged, data={"newsletter": ["default"]}).status_code == 400
+    assert status_of(srv, "reader@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_sign_up_offers_the_newsletters(workdir, serve_web) -> None:
+    srv = serve_web()
+    with session_scope(srv.engine) as s:
+        newsletters.ensure_default(s)
+        newsletters.add(s, "culture", "The Culture Letter")
+    with srv.client() as c:
+        page = c.get("/subscribe?newsletter=culture")
+        assert 'value="culture" checked' in page.text and 'value="default">' in page.text
+        data = {
+            "csrf": csrf_of(page.text),
+            "email": "arts@example.com",
+            "consent": "yes",
+            "newsletter": ["culture", "default"],
+        }
+        assert c.post("/subscribe", data=data).status_code == 200
+        none = {**data, "newsletter": []}
+        r = c.post("/subscribe", data=none)
+        assert r.status_code == 400 and "at least one newsletter" in r.text
+    mails = wait_for(lambda: outbox(workdir)[1:], what="two confirmation emails")
+    subjects = sorted(str(parse(m)["Subject"]) for m in outbox(workdir))
+    assert subjects == [
+        "Confirm your subscription to The Culture Letter",
+        "Confirm your subscription to The Weekly Digest",
+    ]
+    culture = next(m for m in mails + outbox(workdir) if b"Culture Letter" in m)
+    with srv.client() as c:
+        assert c.post(confirm_link(culture).removeprefix(srv.url)).status_code == 200
+    assert status_of(srv, "arts@example.com", "culture") == SubscriberStatus.CONFIRMED
+    assert status_of(srv, "arts@example.com") == SubscriberStatus.PENDING

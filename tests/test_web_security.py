@@ -7,9 +7,9 @@ import socket
 import httpx
 
 from digest.delivery import campaign
-from digest.editorial.picks import add_pick, validate_pick
 from digest.store.engine import session_scope
 from tests.samples import sample_pick
+from tests.sending import pick_into
 from tests.webtools import LiveServer, csrf_of, desk_client
 
 PAGES = ["/subscribe", "/issues/", "/privacy", "/support", "/desk/login", "/no-such-page"]
@@ -46,13 +46,13 @@ def test_desk_pages_deny_framing_but_preview_documents_allow_this_origin(serve_w
     srv = serve_web()
     with session_scope(srv.engine) as s:
         pick = {k: v for k, v in sample_pick(0).items() if k not in ("id", "position")}
-        add_pick(s, validate_pick(pick, srv.settings.sections))
-    issue = campaign.build(srv.engine, srv.settings)
+        pick_into(s, srv.settings, pick)
+    key = campaign.build(srv.engine, srv.settings).edition.key
     with desk_client(srv) as c:
         desk = c.get("/desk/")
         assert desk.status_code == 200 and _frame_ancestors(desk) == "frame-ancestors 'none'"
         assert "frame-src 'self'" in desk.headers["content-security-policy"]
-        doc = c.get(f"/desk/issues/{issue.key}/email.html")
+        doc = c.get(f"/desk/issues/{key}/email.html")
         assert doc.status_code == 200
         assert _frame_ancestors(doc) == "frame-ancestors 'self'"
         assert doc.headers["x-frame-options"] == "SAMEORIGIN"
@@ -61,8 +61,9 @@ def test_desk_pages_deny_framing_but_preview_documents_allow_this_origin(serve_w
 
 
 def test_https_sites_get_hsts_and_secure_host_only_cookies(serve_web) -> None:
+    # Behind a TLS proxy: the proxy forwards the public Host header.
     srv = serve_web(DIGEST_BASE_URL="https://news.example.com")
-    with srv.client() as c:
+    with srv.client(headers={"host": "news.example.com"}) as c:
         r = c.get("/subscribe")
         assert r.headers["strict-transport-security"].startswith("max-age=")
         cookie = r.headers["set-cookie"]

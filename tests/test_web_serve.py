@@ -95,7 +95,10 @@ def test_serve_after_demo_shows_the_demo_issue_on_the_desk_and_in_the_archive(
                 },
             )
             desk = c.get("/desk/")
-            assert desk.status_code == 200 and f'href="/desk/issues/{key}"' in desk.text
+            assert (
+                desk.status_code == 200
+                and f'href="/desk/issues/{key}?newsletter=default"' in desk.text
+            )
             issue = c.get(f"/desk/issues/{key}")
             assert issue.status_code == 200 and 'data-count="sent">50<' in issue.text
             assert c.get(f"/desk/issues/{key}/email.html").status_code == 200

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, update
 from digest.delivery import claims, ledger
 from digest.delivery.models import OWED, Delivery, DeliveryStatus
 from digest.delivery.worker import Worker as DigestWorker
-from digest.editorial.models import Edition, EditionStatus
+from digest.editorial.models import OPEN, Edition, EditionStatus
 from digest.errors import StateError
 from digest.settings import load_settings
 from digest.store import leases
@@ -166,10 +166,15 @@ def worker_id(engine, pid: int) -> str | None:
 
 
 def the_issue(engine) -> Edition:
+    """The one edition that went out; beside it only the next, empty draft the send opened."""
     with session_scope(engine) as s:
-        rows = s.scalars(select(Edition)).all()
-    assert len(rows) == 1
-    return rows[0]
+        rows = s.scalars(select(Edition).order_by(Edition.id)).all()
+    published = [r for r in rows if r.status not in OPEN]
+    following = [r for r in rows if r.status in OPEN]
+    assert len(published) == 1, [(r.key, r.status) for r in rows]
+    assert len(following) == 1 and following[0].status == EditionStatus.DRAFT
+    assert following[0].frozen_at is None and following[0].id > published[0].id
+    return published[0]
 
 
 # -- the refusal ----------------------------------------------------------------------

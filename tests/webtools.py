@@ -26,6 +26,7 @@ from digest.editors import store as editors
 from digest.settings import Settings
 from digest.store.engine import session_scope
 from digest.web.app import create_app
+from digest.web.server import server_config
 
 EDITOR = "anna"
 PASSWORD = "correct horse battery staple"
@@ -50,9 +51,7 @@ class LiveServer:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
+        config = server_config(self.app, settings, "127.0.0.1", port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
 

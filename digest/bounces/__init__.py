@@ -5,6 +5,10 @@ an IMAP folder), turns each delivery status notification (RFC 3464) or abuse rep
 (ARF, RFC 5965) into a change of the subscriber's status, and marks the message
 processed only after that change is committed, so a run can be repeated at any time
 (`digest bounces process`, or hourly from the scheduler).
+
+Only reports carrying a signed reference to a delivery we made act on anyone
+(digest.bounces.apply); the others are counted as rejected and left flagged in the
+mailbox, so a forged DSN cannot remove readers.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class BounceReport:
     source: str
     read: int = 0
     kinds: Counter[str] = field(default_factory=Counter)  # hard / soft / complaint / ignored
-    outcomes: Counter[str] = field(default_factory=Counter)  # bounced / complained / ...
+    outcomes: Counter[str] = field(default_factory=Counter)  # bounced / complained / rejected
     unrecognized: int = 0
 
     def summary(self) -> str:
@@ -48,8 +52,8 @@ class BounceReport:
             f"{k['soft']} soft bounces, {k['complaint']} complaints, {k['ignored']} ignored, "
             f"{self.unrecognized} not a report (flagged in the mailbox); "
             f"marked {o['bounced']} bounced and {o['complained']} complained, "
-            f"{o['counted']} soft bounces counted, {o['already']} already blocked, "
-            f"{o['unmatched']} matched no subscriber"
+            f"{o['counted']} soft bounces counted, {o['already']} already blocked; "
+            f"{o['rejected']} rejected without a valid signed reference (flagged in the mailbox)"
         )
 
 
@@ -80,20 +84,21 @@ def process(
             "DIGEST_BOUNCE_MAILBOX: not set; set it to maildir:/path or imaps://user:pass@host/INBOX"
         )
     source = open_mailbox(url)
+    secret = settings.secret()
     report = BounceReport(source.describe())
     with source:
         item: Any
         for item, data in source.items():
             report.read += 1
-            notice = parse(data, settings.sender_domain)
+            notice = parse(data)
             if notice is None:
                 report.unrecognized += 1
                 source.done(item, flag=True)
                 continue
             report.kinds[notice.kind] += 1
             with session_scope(engine) as session:
-                outcome = apply(session, notice, settings.soft_bounce_threshold)
+                outcome = apply(session, notice, settings.soft_bounce_threshold, secret)
             report.outcomes[outcome] += 1
-            source.done(item)
+            source.done(item, flag=outcome == "rejected")
     log.info("bounces: %s", report.summary())
     return report

@@ -1,10 +1,13 @@
 """Read delivery status notifications (RFC 3464) and abuse reports (ARF, RFC 5965).
 
 `parse()` turns one message into a `Notice`: what happened (hard bounce, soft bounce,
-complaint, or nothing to act on), the recipient addresses the report names, and our
-own Message-ID of the returned message when it is there. Our Message-IDs look like
-`<2026-W48.{subscriber_id}.{nonce}@{domain}>`, which identifies the subscriber even
-when a mailbox provider redacts the address (as ARF reports usually do).
+complaint, or nothing to act on), the recipient addresses the report names, and every
+string in it that may be one of our signed references (digest.delivery.reference):
+from the addresses the report was delivered to (our VERP envelope sender, in To,
+Delivered-To, X-Original-To...), from an ARF report's Original-Mail-From, and from
+the Message-ID and Return-Path of the returned message. Nothing here is trusted:
+`digest.bounces.apply` verifies the references against the key and the ledger, and a
+report without a valid one changes nobody (docs/deliverability.md).
 
 Which status codes are "hard" (RFC 3463): the address or domain does not exist or is
 disabled (5.0.x, 5.1.x, 5.2.0/5.2.1, 5.4.x, 5.5.x). A permanent failure that says
@@ -24,6 +27,8 @@ from email.parser import HeaderParser
 from email.utils import getaddresses
 from typing import Literal
 
+from digest.delivery import reference
+
 Kind = Literal["hard", "soft", "complaint", "ignored"]
 HARD: Kind = "hard"
 SOFT: Kind = "soft"
@@ -34,7 +39,16 @@ IGNORED: Kind = "ignored"
 COMPLAINT_TYPES = frozenset({"abuse", "fraud"})
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_REPLY = re.compile(r"\b([245])\d\d\b")
-_OUR_MSGID = re.compile(r"<?([0-9]{4}-W[0-9]{2})\.([0-9]+)\.[0-9A-Za-z]+@([^<>@\s]+)>?")
+#: Headers of the report itself that name the address it was delivered to (our VERP).
+DELIVERY_HEADERS = (
+    "To",
+    "Delivered-To",
+    "X-Original-To",
+    "Envelope-To",
+    "X-Envelope-To",
+    "X-Delivered-To",
+    "X-Rcpt-To",
+)
 _SOFT_PERMANENT = {(2, 2), (2, 3), (2, 4)}  # mailbox full, message too long, list expansion
 _POLICY = email.policy.default
 
@@ -47,17 +61,19 @@ class Notice:
     report: Literal["dsn", "arf"]
     status: str  # enhanced status code ("5.1.1") or ARF feedback type ("abuse")
     addresses: tuple[str, ...] = ()  # recipients the report names (may be empty)
-    subscriber_id: int | None = None  # from our Message-ID in the returned headers
-    issue_key: str | None = None
+    refs: tuple[str, ...] = ()  # strings that may be our signed references (unverified)
+    issue_key: str | None = None  # X-Digest-Issue of the returned message (for people)
     detail: str = ""  # diagnostic text, one line
 
     def describe(self) -> str:
-        who = f"subscriber {self.subscriber_id}" if self.subscriber_id else "unknown subscriber"
-        issue = f" issue {self.issue_key}" if self.issue_key else ""
-        return f"{self.report} {self.kind} {self.status} for {who}{issue}"
+        issue = f" about issue {self.issue_key!r}" if self.issue_key else ""
+        return (
+            f"{self.report} {self.kind} {self.status!r} naming {len(self.addresses)} "
+            f"address(es){issue}"
+        )
 
 
-def parse(data: bytes, our_domain: str) -> Notice | None:
+def parse(data: bytes) -> Notice | None:
     """The notice in one message, or None when it is neither a DSN nor an ARF report."""
     msg = email.message_from_bytes(data, policy=_POLICY)
     status_part = feedback_part = returned = None
@@ -70,15 +86,36 @@ def parse(data: bytes, our_domain: str) -> Notice | None:
         elif ctype in ("message/rfc822", "text/rfc822-headers") and returned is None:
             returned = part
     original = _returned_headers(returned)
-    sid, key = _our_ids(original, our_domain)
+    refs = _references(msg, status_part if feedback_part is None else feedback_part, original)
+    key = None
+    if original is not None:
+        key = _text(original.get("X-Digest-Issue")).strip()[:40] or None
     if feedback_part is not None:
-        return _from_arf(feedback_part, original, sid, key)
+        return _from_arf(feedback_part, original, refs, key)
     if status_part is not None:
-        return _from_dsn(status_part, sid, key)
+        return _from_dsn(status_part, refs, key)
     return None
 
 
-def _from_dsn(part: Message, sid: int | None, key: str | None) -> Notice | None:
+def _references(msg: Message, report: Message | None, original: Message | None) -> tuple[str, ...]:
+    """Candidate references, in the order they are tried (unverified, duplicates removed)."""
+    values = [_text(v) for name in DELIVERY_HEADERS for v in msg.get_all(name) or []]
+    if report is not None:  # ARF's envelope sender; Postfix names it in a DSN too
+        blocks = _blocks(report)
+        for name in ("Original-Mail-From", "X-Postfix-Sender"):
+            values += [_text(v) for v in (blocks[0].get_all(name) if blocks else None) or []]
+    if original is not None:
+        for name in ("Return-Path", "Message-ID"):
+            values += [_text(v) for v in original.get_all(name) or []]
+    found: list[str] = []
+    for value in values:
+        for ref in reference.candidates(value[:2000]):
+            if ref.lower() not in found:
+                found.append(ref.lower())
+    return tuple(found[:20])
+
+
+def _from_dsn(part: Message, refs: tuple[str, ...], key: str | None) -> Notice | None:
     blocks = _blocks(part)
     recipients = [b for b in blocks[1:] if b.get("Action") or b.get("Final-Recipient")]
     if not recipients:
@@ -93,7 +130,7 @@ def _from_dsn(part: Message, sid: int | None, key: str | None) -> Notice | None:
         k, s, d = _classify(block)
         if not status or _RANK[k] > _RANK[kind]:
             kind, status, detail = k, s, d
-    return Notice(kind, "dsn", status, tuple(addresses), sid, key, detail[:300])
+    return Notice(kind, "dsn", status, tuple(addresses), refs, key, detail[:300])
 
 
 _RANK = {IGNORED: 0, SOFT: 1, HARD: 2, COMPLAINT: 3}
@@ -116,7 +153,9 @@ def _classify(block: Message) -> tuple[Kind, str, str]:
     return HARD, match.group(0), diagnostic
 
 
-def _from_arf(part: Message, original: Message | None, sid: int | None, key: str | None) -> Notice:
+def _from_arf(
+    part: Message, original: Message | None, refs: tuple[str, ...], key: str | None
+) -> Notice:
     blocks = _blocks(part)
     fields = blocks[0] if blocks else Message()
     ftype = _text(fields.get("Feedback-Type")).strip().lower() or "abuse"
@@ -132,7 +171,7 @@ def _from_arf(part: Message, original: Message | None, sid: int | None, key: str
                 addresses.append(addr)
     kind = COMPLAINT if ftype in COMPLAINT_TYPES else IGNORED
     agent = " ".join(_text(fields.get("User-Agent")).split())[:120]
-    return Notice(kind, "arf", ftype, tuple(addresses), sid, key, agent)
+    return Notice(kind, "arf", ftype, tuple(addresses), refs, key, agent)
 
 
 def _blocks(part: Message) -> list[Message]:
@@ -164,19 +203,6 @@ def _returned_headers(part: Message | None) -> Message | None:
     raw = part.get_payload(decode=True)
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
     return HeaderParser(policy=_POLICY).parsestr(text)
-
-
-def _our_ids(original: Message | None, domain: str) -> tuple[int | None, str | None]:
-    """(subscriber id, issue key) from a Message-ID we made for this domain."""
-    if original is None:
-        return None, None
-    for value in original.get_all("Message-ID") or []:
-        m = _OUR_MSGID.fullmatch(_text(value).strip())
-        if m and m.group(3).lower() == domain.lower():
-            sid = int(m.group(2))
-            return (sid or None), m.group(1)  # id 0 is a test send
-    key = _text(original.get("X-Digest-Issue")).strip() or None
-    return None, key
 
 
 def _typed_address(value: object) -> str | None:

@@ -12,10 +12,11 @@ from digest.cli import bounces as _bounces  # noqa: F401 - registers commands
 from digest.cli import build as _build  # noqa: F401 - registers commands
 from digest.cli import demo as _demo  # noqa: F401
 from digest.cli import dkim as _dkim  # noqa: F401
+from digest.cli import editors as _editors  # noqa: F401
 from digest.cli import newsletters as _newsletters  # noqa: F401
 from digest.cli import schedule as _schedule  # noqa: F401
 from digest.cli import send as _send  # noqa: F401
-from digest.cli import serve as _serve  # noqa: F401 - serve, editors
+from digest.cli import serve as _serve  # noqa: F401
 from digest.cli import worker as _worker  # noqa: F401
 from digest.cli.app import app
 from digest.cli.picks import picks_app

@@ -26,8 +26,10 @@ def process(
     """Read new DSNs (RFC 3464) and abuse reports (ARF) and update the subscribers.
 
     Hard bounces and complaints stop all further mail to the address; soft bounces
-    count toward DIGEST_SOFT_BOUNCE_THRESHOLD. Processed messages are marked seen,
-    so running it again (e.g. hourly) never counts a report twice.
+    count toward DIGEST_SOFT_BOUNCE_THRESHOLD. Only reports that return the signed
+    reference of a message we sent act on anyone; others are rejected, left flagged
+    and counted. Processed messages are marked seen, so running it again (e.g.
+    hourly) never counts a report twice.
     """
     from digest import bounces
 

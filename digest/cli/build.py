@@ -68,21 +68,32 @@ def _list(newsletter: str | None, limit: int) -> None:
         nl = newsletters.resolve(db, s, newsletter)
         own = newsletters.settings_for(s, nl)
         editions.open_edition(db, s, nl)
-        table = Table("key", "status", "planned", "subject", "sent", "owed", "failed", "skipped")
+        rows = []
         for row in editions.list_editions(db, nl, limit):
             c = ledger.counts(db, row.id)
-            subject = (row.content or {}).get("subject") or row.subject
             planned = row.planned_at.astimezone(own.tz) if row.planned_at else None
-            table.add_row(
-                row.key,
-                row.status + (" (paused)" if row.paused_at else ""),
-                f"{planned:%a %d %b %H:%M}" if planned else "-",
-                subject,
-                str(c[D.SENT]),
-                str(c[D.PENDING] + c[D.DEFERRED]),
-                str(c[D.FAILED]),
-                str(c[D.SKIPPED]),
+            rows.append(
+                [
+                    row.key,
+                    row.status + (" (paused)" if row.paused_at else ""),
+                    f"{planned:%d %b %H:%M}" if planned else "-",
+                    (row.content or {}).get("subject") or row.subject or "",
+                    *(str(n) for n in (c[D.SENT], c[D.PENDING] + c[D.DEFERRED])),
+                    *(str(n) for n in (c[D.FAILED], c[D.SKIPPED])),
+                ]
             )
+        names = ["key", "status", "planned", "subject", "sent", "owed", "failed", "skipped"]
+        widths = [max(len(name), *(len(r[i]) for r in rows)) for i, name in enumerate(names)]
+        # The subject gives way to the rest on a narrow terminal (cut with an ellipsis).
+        room = console.width - sum(widths) + widths[3] - 2 * len(names)
+        table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
+        for i, name in enumerate(names):
+            if name == "subject":
+                table.add_column(name, overflow="ellipsis", no_wrap=True, max_width=max(12, room))
+            else:
+                table.add_column(name, no_wrap=True, justify="right" if i > 3 else "left")
+        for r in rows:
+            table.add_row(*r)
         console.print(f"{nl.slug}: {own.list_name}")
         console.print(table)
 

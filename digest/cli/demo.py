@@ -21,9 +21,12 @@ def _ensure_secret() -> None:
     text = env.read_text(encoding="utf-8") if env.exists() else ""
     if "DIGEST_SECRET_KEY=" in text:
         return
+    from digest.privatefiles import open_private
+
     key = secrets.token_urlsafe(48)
-    with env.open("a", encoding="utf-8") as fh:
+    with open_private(env, "a", encoding="utf-8") as fh:
         fh.write(("" if text.endswith("\n") or not text else "\n") + f"DIGEST_SECRET_KEY={key}\n")
+    env.chmod(0o600)  # it holds the secret now, even if it existed before
     console.print("Created a random DIGEST_SECRET_KEY in ./.env (keep it secret, keep it stable).")
     common.settings.cache_clear()
 

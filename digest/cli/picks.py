@@ -155,7 +155,9 @@ def list_(
     with session() as db:
         t = campaign.target(db, s, newsletter)
         scope = editions.list_editions(db, t.newsletter, 200) if all_ else [t.edition]
-        table = Table("id", "pos", "edition", "section", "title", "byline", "min", "featured")
+        table = Table(box=None, padding=(0, 2, 0, 0), header_style="bold")
+        for name in ("id", "pos", "edition", "section", "title", "byline", "min", "featured"):
+            table.add_column(name, no_wrap=name != "title", overflow="fold")
         n = 0
         for edition in scope:
             for i, p in enumerate(store.live_picks(db, edition.id, t.settings.sections), start=1):
@@ -172,7 +174,8 @@ def list_(
                 )
         if not n:
             console.print(
-                f"No picks yet in {t.newsletter.slug} edition {t.edition.key}. "
+                f"No picks yet for the next edition of {t.settings.list_name}"
+                f" ({t.newsletter.slug} {t.edition.key}). "
                 "Add one with `digest picks add URL --title ...`."
             )
             return

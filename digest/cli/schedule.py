@@ -50,6 +50,9 @@ def schedule(
             console.print(f"never: the schedule {own.schedule!r} does not fire")
         return
     check(s)
+    from digest.privatefiles import warn_exposed
+
+    warn_exposed(s)
     with session() as db:  # open and migrate the store now: errors belong at start
         plan = []
         for nl in newsletters.all_(db) or [newsletters.ensure_default(db)]:

@@ -93,6 +93,9 @@ def send(
         t = campaign.resume(eng, s, newsletter, edition)
         console.print(f"Resumed the send of {t.newsletter.slug} edition {t.edition.key}.")
         newsletter, edition = t.newsletter.slug, t.edition.key
+    from digest.privatefiles import warn_exposed
+
+    warn_exposed(s)
     launch = campaign.plan_send(eng, s, newsletter, edition, force=force)
     t = launch.target
     if launch.over:

@@ -1,4 +1,4 @@
-"""`digest serve` (the web app) and `digest editors ...` (who may use the desk)."""
+"""`digest serve`: the web app (the editors' commands are in digest.cli.editors)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import contextlib
 import errno
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
@@ -15,10 +14,6 @@ import typer
 
 from digest.cli.app import app
 from digest.cli.common import console, engine, err, fail, session, settings
-from digest.errors import InputError
-
-editors_app = typer.Typer(help="Editors: who may sign in to the desk.", no_args_is_help=True)
-app.add_typer(editors_app, name="editors")
 
 if TYPE_CHECKING:
     from digest.settings import Settings
@@ -79,16 +74,18 @@ def serve(
 
     Without DIGEST_BASE_URL, links in pages and emails point at this host and port.
     """
-    import uvicorn
-
     from digest.editors import store
     from digest.web.app import create_app
+    from digest.web.server import server_config
 
     s = local_base_url(settings(), host, port)
     web = create_app(s, engine=engine())
     with session() as db:
         n_editors = len(store.list_all(db))
     _check_port(host, port)
+    from digest.privatefiles import warn_exposed
+
+    warn_exposed(s)
     console.print(f"Serving {s.list_name} on http://{host}:{port}  (public URL: {s.base_url})")
     console.print(f"  desk:      {s.base_url}/desk/")
     console.print(f"  sign-up:   {s.base_url}/subscribe      archive: {s.base_url}/issues/")
@@ -99,105 +96,5 @@ def serve(
             "warning: listening beyond this machine while DIGEST_BASE_URL is not https; "
             "passwords and session cookies would cross the network in the clear"
         )
-    config = uvicorn.Config(
-        web,
-        host=host,
-        port=port,
-        proxy_headers=True,
-        forwarded_allow_ips=s.forwarded_allow_ips,
-        server_header=False,
-        log_level="info",
-        lifespan="on",
-    )
-    _server_class()(config).run()
+    _server_class()(server_config(web, s, host, port)).run()
     console.print("Stopped.")
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        line = sys.stdin.readline()
-        if not line:
-            raise InputError("no password on standard input", field="password")
-        return line.rstrip("\r\n")
-    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-
-
-PasswordStdin = Annotated[
-    bool,
-    typer.Option(
-        "--password-stdin", help="Read the password from the first line of standard input."
-    ),
-]
-
-
-@editors_app.command("add")
-def add(
-    name: Annotated[str, typer.Argument(help="Sign-in name: letters, digits, . _ @ + -")],
-    email: Annotated[
-        str | None,
-        typer.Option(help="Address for “Send a test to me” (default: NAME if it is one)."),
-    ] = None,
-    password_stdin: PasswordStdin = False,
-) -> None:
-    """Create an editor; asks for the password twice (hidden)."""
-    from digest.editors import store
-
-    name = store.check_name(name)
-    with session() as db:
-        if store.find(db, name) is not None:
-            fail(f"editor {name!r} already exists; use `digest editors password {name}`")
-    password = store.check_password(_read_password(password_stdin))
-    with session() as db:
-        row = store.add(db, name, password, email)
-        where = f" (tests go to {row.email})" if row.email else ""
-    console.print(f"Added editor {name}{where}. Sign in at {settings().base_url}/desk/")
-
-
-@editors_app.command("password")
-def password(
-    name: Annotated[str, typer.Argument(help="The editor's name.")],
-    password_stdin: PasswordStdin = False,
-) -> None:
-    """Set a new password; the editor's open sessions are signed out."""
-    from digest.editors import store
-
-    with session() as db:
-        store.get(db, name)
-    new = store.check_password(_read_password(password_stdin))
-    with session() as db:
-        store.set_password(db, name, new)
-    console.print(f"Password changed for {name}; their open sessions are signed out.")
-
-
-@editors_app.command("list")
-def list_() -> None:
-    """Everyone who may sign in to the desk."""
-    from rich.table import Table
-
-    from digest.editors import store
-
-    with session() as db:
-        rows = store.list_all(db)
-        if not rows:
-            console.print("No editors yet. Add one with `digest editors add NAME`.")
-            return
-        table = Table("name", "email", "added", "last sign-in")
-        for r in rows:
-            last = r.last_login_at
-            table.add_row(
-                r.name,
-                r.email or "-",
-                f"{r.created_at:%Y-%m-%d}",
-                f"{last:%Y-%m-%d %H:%M} UTC" if last else "never",
-            )
-    console.print(table)
-
-
-@editors_app.command("remove")
-def remove(name: Annotated[str, typer.Argument(help="The editor's name.")]) -> None:
-    """Remove an editor; their open sessions end at once."""
-    from digest.editors import store
-
-    with session() as db:
-        row = store.remove(db, name)
-        console.print(f"Removed editor {row.name}.")

@@ -15,7 +15,6 @@ edition to `sending` and fills its ledger, in one transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -143,7 +142,8 @@ class Launch:
     resume: bool = False  # the edition is already sending: carry on
     over: bool = False  # sent or cancelled: nothing to do
     recipients: int = 0
-    rendered_at: datetime | None = None
+    #: What was checked (digest of the render): a start refuses anything else.
+    fingerprint: str = ""
 
 
 def plan_send(
@@ -191,7 +191,7 @@ def plan_send(
     report = preflight.check_issue(edition, own, spam=spam)
     if not report.ok and not force:
         raise PreflightFailed(edition.key, report)
-    return Launch(t, report, recipients=recipients, rendered_at=edition.frozen_at)
+    return Launch(t, report, recipients=recipients, fingerprint=fingerprint(edition))
 
 
 def start_send(engine: Engine, settings: Settings, launch: Launch) -> Edition:
@@ -207,7 +207,7 @@ def start_send(engine: Engine, settings: Settings, launch: Launch) -> Edition:
         edition = session.get(Edition, t.edition.id)
         assert edition is not None
         if edition.status in editions.OPEN:
-            if edition.frozen_at != launch.rendered_at:
+            if fingerprint(edition) != launch.fingerprint:
                 raise StateError(
                     f"edition {edition.key} changed while its send was being checked; "
                     "run the send again"
@@ -224,6 +224,18 @@ def start_send(engine: Engine, settings: Settings, launch: Launch) -> Edition:
                     "left meanwhile; it stays a draft"
                 )
         return edition
+
+
+def fingerprint(edition: Edition) -> str:
+    """A digest of what a send would carry: two starters that rendered the same edition at
+    the same moment agree; an edit made between the check and the start does not."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (edition.html, edition.text, str(edition.content.get("subject", ""))):
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def _owed(session: Session, edition: Edition) -> int:

@@ -6,6 +6,10 @@ List-Unsubscribe URLs, the greeting and the unsubscribe link in both parts.
 `build()` only encodes those few values and joins bytes, which is what keeps
 assembly at microseconds instead of the ~11 ms an EmailMessage costs.
 
+Each message carries a signed reference to its edition and subscriber
+(digest.delivery.reference) in its Message-ID and, from `envelope()`, in its VERP
+envelope sender, so a bounce or complaint about it can be told from a forgery.
+
 The output is SMTP-ready: CRLF line endings and no line starting with a dot.
 """
 
@@ -28,7 +32,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from digest.clock import utcnow
-from digest.delivery import qp
+from digest.delivery import qp, reference
 from digest.delivery.transports.base import (
     Outbound,
     Outcome,
@@ -36,8 +40,9 @@ from digest.delivery.transports.base import (
     SMTPReady,
     is_smtp_ready,
 )
-from digest.editorial import slots
+from digest.editorial import i18n, slots
 from digest.editorial.render import RenderedIssue
+from digest.headertext import BIDI_CONTROLS
 from digest.settings import Settings
 from subscribers.addresses import ascii_address, needs_smtputf8
 from subscribers.model import SubscriberStatus
@@ -54,7 +59,8 @@ _SMTP = policy.SMTP.clone(max_line_length=78)
 _SMTP_UTF8 = policy.SMTPUTF8.clone(max_line_length=78)
 _SIMPLE_NAME = re.compile(r"[A-Za-z0-9 .'\-]{0,60}\Z")
 _SIMPLE_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9.\-]+\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Controls, and bidi controls stored before they were refused (digest.headertext).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f" + BIDI_CONTROLS + "]")
 
 # Gaps in the prepared message: header gaps, then one per slot marker and part.
 TO, MSGID, UNSUB_HEADER, TEXT_GREETING, TEXT_UNSUB, HTML_GREETING, HTML_UNSUB = range(7)
@@ -87,11 +93,27 @@ def encoded_words(name: str, text: str) -> bytes:
     return Header(text, "utf-8", maxlinelen=78, header_name=name).encode(linesep="\r\n").encode()
 
 
+def fold_ascii(name: str, value: str, width: int = 78) -> bytes:
+    """A header of plain printable ASCII, folded before spaces so unfolding gives `value`.
+
+    The stdlib would start a long value on a line of its own ("Subject:" CRLF SP ...),
+    which readers unfold into a leading space.
+    """
+    lines, line = [], f"{name}:"
+    for piece in re.split(r"(?= )", " " + value):
+        if len(line) + len(piece) > width and line.strip() not in ("", f"{name}:"):
+            lines.append(line)
+            line = ""
+        line += piece
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
 def subject_header(subject: str) -> bytes:
     # Non-ASCII too: the stdlib's folder can drop a space between encoded words.
-    if "=?" in subject or not subject.isascii():
+    if "=?" in subject or not subject.isascii() or _CONTROL.search(subject):
         return b"Subject: " + encoded_words("Subject", subject) + b"\r\n"
-    return fold_header("Subject", subject)
+    return fold_ascii("Subject", subject)
 
 
 def to_header(email: str, name: str) -> bytes:
@@ -114,10 +136,11 @@ def to_header(email: str, name: str) -> bytes:
     return b"To: " + encoded_words("To", name) + f"\r\n <{email}>\r\n".encode()
 
 
-def greeting(name: str) -> str:
+def greeting(name: str, language: str = "en") -> str:
+    """ "Hello Anna," (or "Hello," without a name), in the newsletter's language."""
     name = _CONTROL.sub(" ", name).strip()
     first = name.split()[0] if name else ""
-    return f"Hello {first}," if first else "Hello,"
+    return i18n.greeting(first, language)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +167,32 @@ class MessageTemplate:
         issue_key: str,
         subject: str,
         date: datetime,
+        issue_id: int = 0,
         nonce: str | None = None,
         extra_headers: dict[str, str] | None = None,
         signer: Signer | None = None,
+        language: str = "en",
     ) -> None:
-        """`signer` (digest.dkim) adds a DKIM-Signature to every built message."""
+        """`signer` (digest.dkim) adds a DKIM-Signature to every built message; `language`
+        is the newsletter's (the greeting, and the Content-Language header).
+
+        `issue_id` goes into each message's signed reference; 0 (test sends, sign-up
+        confirmations) names no edition, so reports about those act on nobody.
+        """
         self.issue_key = issue_key
+        self.issue_id = issue_id
+        self.language = language
         self.signer = signer
         self.domain = settings.sender_domain
+        # Without a key (a preview before set-up) references are signed with a
+        # throw-away one: they verify nowhere, which is right for mail never sent.
+        key = settings.secret() if settings.secret_key else secrets.token_bytes(32)
+        self._ref = reference.Signer(key, issue_id)
+        bounce = settings.envelope_from
+        self._verp = settings.bounce_verp and bounce.isascii()
+        self._bounce = bounce
+        self._verp_head, _, verp_domain = reference.verp_address(bounce, "").rpartition("@")
+        self._verp_tail = "@" + verp_domain
         self.nonce = nonce or secrets.token_hex(4)
         self.unsub_base = f"{settings.base_url}/unsubscribe/"
         self.prefs_base = f"{settings.base_url}/preferences/"
@@ -173,6 +214,8 @@ class MessageTemplate:
         if settings.reply_to:
             post.append(fold_header("Reply-To", settings.reply_to))
         post.append(b"Precedence: bulk\r\n")
+        if language and language != "en":
+            post.append(fold_header("Content-Language", language))
         post.append(fold_header("X-Digest-Issue", issue_key))
         for name, value in (extra_headers or {}).items():
             post.append(fold_header(name, value))
@@ -216,25 +259,34 @@ class MessageTemplate:
             self.size_estimate += signer.header_size
         # build() vouches for its output (SMTPReady: the transport skips its scan)
         # once a sample proves the static runs SMTP-ready; personal runs are made so.
-        ready = is_smtp_ready(b"".join(self._pieces(_SAMPLE)))
+        ready = is_smtp_ready(b"".join(self._pieces(_SAMPLE, self._ref(0))))
         self._wrap: type[bytes] = SMTPReady if ready else bytes
 
     def build(self, r: Recipient) -> bytes:
         """The full message for one recipient (SMTP-ready bytes)."""
-        out = self._pieces(r)
+        return self._message(r, self._ref(r.subscriber_id))
+
+    def envelope(self, r: Recipient) -> tuple[str, bytes]:
+        """(envelope sender, message) for one recipient; both carry its signed reference."""
+        ref = self._ref(r.subscriber_id)
+        sender = self._verp_head + ref + self._verp_tail if self._verp else self._bounce
+        return sender, self._message(r, ref)
+
+    def _message(self, r: Recipient, ref: str) -> bytes:
+        out = self._pieces(r, ref)
         if self.signer is not None:  # static pieces are canonicalised once, then remembered
             return self._wrap(self.signer.sign_pieces(out))  # its header is SMTP-ready too
         return self._wrap(b"".join(out))
 
-    def _pieces(self, r: Recipient) -> list[bytes]:
+    def _pieces(self, r: Recipient, ref: str) -> list[bytes]:
         """Static runs with the recipient's values in the gaps, ready to join."""
         url = self.unsub_base + r.token
         url_run = qp.encode_run(url.encode())  # the token is URL-safe: no escaping needed
         prefs_run = qp.encode_run((self.prefs_base + r.preferences).encode())
-        text_greeting, html_greeting = _greeting_runs(greeting(r.name))
+        text_greeting, html_greeting = _greeting_runs(greeting(r.name, self.language))
         values = {
             TO: to_header(r.email, r.name),
-            MSGID: str(r.subscriber_id).encode(),
+            MSGID: ref.encode(),
             UNSUB_HEADER: (
                 f"List-Unsubscribe: <{url}>,\r\n <mailto:{self.mailto}"
                 f"?subject=unsubscribe-{r.token}>\r\n"
@@ -287,9 +339,11 @@ def template_for(
         RenderedIssue(html=issue.html, text=issue.text),
         settings=settings,
         issue_key=issue.key,
+        issue_id=issue.id,
         subject=subject,
         date=utcnow(),
         signer=signer_for(settings),
+        language=str((issue.content.get("newsletter") or {}).get("language") or "en"),
     )
 
 
@@ -322,7 +376,6 @@ class Preparer:
         self.template = template
         self._secret = settings.secret()
         self._list_id = settings.effective_list_id
-        self._envelope = settings.envelope_from
         self._threads = signing_threads()
         self._pool = (
             ThreadPoolExecutor(self._threads, thread_name_prefix="digest-sign")
@@ -340,11 +393,12 @@ class Preparer:
             wire = row.email if utf8 else ascii_address(row.email)
             token = make_token(self._secret, UNSUBSCRIBE, row.subscriber_id, self._list_id)
             prefs = make_token(self._secret, PREFERENCES, row.subscriber_id, EVERY_LIST)
-            data = self.template.build(Recipient(row.subscriber_id, wire, row.name, token, prefs))
+            recipient = Recipient(row.subscriber_id, wire, row.name, token, prefs)
+            sender, data = self.template.envelope(recipient)
         except (ValueError, UnicodeError) as exc:  # one bad row must not stop Friday's send
             log.warning("cannot build message for subscriber %s: %s", row.subscriber_id, exc)
             return Result(Outcome.FAILED, None, f"cannot build the message: {exc}"[:300])
-        return Outbound(self._envelope, wire, data, smtputf8=utf8)
+        return Outbound(sender, wire, data, smtputf8=utf8)
 
     def _prepare_all(self, rows: list[Row]) -> list[Prepared]:
         return [self.prepare(row) for row in rows]

@@ -1,13 +1,15 @@
 """Preflight of a frozen issue as it will be sent: the content checks of
 digest.editorial.preflight, plus what depends on the set-up and the built message:
-the DKIM configuration, and SpamAssassin's offline score of a sample message.
+the DKIM configuration, and SpamAssassin's offline score of a sample message; and
+files with secrets or personal data that other users can read (digest.privatefiles).
 
 Run by `digest build`, the desk and every send; errors block the automatic send.
 A report with a spam score is stored with the edition (digest.store.memo), keyed by
 a digest of everything it looked at: the content, the settings the message is built
-from, the DKIM set-up (the key file's size, time and mode too) and the SpamAssassin
-command. `digest send` and the scheduler find the report `digest build` made and do
-not run SpamAssassin again; any change to what was scored gives another key.
+from, the DKIM set-up (the key file's size and time too) and the SpamAssassin
+command; file modes are checked afresh every time. `digest send` and the scheduler
+find the report `digest build` made and do not run SpamAssassin again; any change to
+what was scored gives another key.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from digest.editorial import spamscore
 from digest.editorial.models import Edition
 from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check
 from digest.errors import DigestError, SettingsError
+from digest.privatefiles import exposed
 from digest.settings import Settings
 from digest.store import memo
 
@@ -51,13 +54,17 @@ def check_issue(
     content = issue.content or {}
     subject = str(content.get("subject") or issue.subject)
     preheader = str(content.get("preheader") or issue.preheader)
+    # File modes change without anything else changing: checked afresh, never stored.
+    modes = [Finding(WARNING, "file-mode", line) for line in exposed(settings)]
     exe = spamscore.find(settings.spamassassin) if spam else None
     key = _key(issue, subject, preheader, settings, exe) if exe else ""
     store = _store(issue, settings, engine) if key else None
     known = _RECENT.get(key) or (memo.get(store, KIND, key) if store is not None else None)
     if known is not None:
         try:
-            return _loads(known)
+            r = _loads(known)
+            r.findings.extend(modes)
+            return r
         except (KeyError, TypeError, ValueError):  # not what this version stores
             pass
     r = check(
@@ -67,6 +74,7 @@ def check_issue(
         preheader=preheader,
         key=issue.key,
         settings=settings,
+        view_url=content.get("view_url"),
     )
     dkim_ok = _check_dkim(r, settings)
     if spam and dkim_ok:
@@ -78,6 +86,7 @@ def check_issue(
         _RECENT[key] = stored
         if store is not None:
             memo.put(store, KIND, key, stored, owner=getattr(issue, "id", None))
+    r.findings.extend(modes)
     return r
 
 
@@ -98,7 +107,7 @@ def _key(issue: Edition, subject: str, preheader: str, settings: Settings, exe: 
     path = settings.dkim_key_file
     try:
         st = path.expanduser().stat() if path is not None else None
-        key_file = f"{st.st_size}:{st.st_mtime_ns}:{st.st_mode}" if st else "-"
+        key_file = f"{st.st_size}:{st.st_mtime_ns}" if st else "-"  # another key
     except OSError as exc:
         key_file = f"unreadable: {exc.strerror}"
     return memo.digest_of(
@@ -108,6 +117,7 @@ def _key(issue: Edition, subject: str, preheader: str, settings: Settings, exe: 
             issue.key,
             subject,
             preheader,
+            str((issue.content or {}).get("view_url") or ""),
             issue.html,
             issue.text,
             settings.base_url,
@@ -181,9 +191,6 @@ def _check_dkim(r: Report, settings: Settings) -> bool:
     bits = getattr(signer.key, "key_size", None)
     if bits is not None and bits < MIN_RECOMMENDED_RSA_BITS:
         r.add(WARNING, "dkim-key", f"the RSA key has {bits} bits; use 2048 (digest dkim keygen)")
-    path = settings.dkim_key_file
-    if path is not None and path.expanduser().stat().st_mode & 0o077:
-        r.add(WARNING, "dkim-key", f"{path} can be read by other users: chmod 600 {path}")
     return True
 
 

@@ -25,16 +25,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.editorial import newsletters
+from digest.editorial import i18n, newsletters
 from digest.editorial.models import OPEN, Edition, EditionStatus, Newsletter, Pick
 from digest.editorial.picks import live_picks, pick_to_dict, plain_text
 from digest.editorial.render import render_issue
 from digest.errors import InputError, NotFound, SettingsError, StateError
-from digest.settings import Settings, check_header_safe
+from digest.headertext import check_header_safe, strip_bidi
+from digest.settings import Settings
 from digest.store.engine import affected
 
 KEY_RE = re.compile(
-    r"^\d{4}-(?:W(?:0[1-9]|[1-4]\d|5[0-3])|[01]\d-[0-3]\d(?:-[0-2]\d[0-5]\d)?)(?:-\d{1,3})?$"
+    r"^\d{4}-(?:W(?:0[1-9]|[1-4]\d|5[0-3])|[01]\d-[0-3]\d(?:-[0-2]\d[0-5]\d(?:[0-5]\d)?)?)(?:-\d{1,3})?$"
 )
 MAX_SUBJECT = 200
 #: Bidirectional-text controls: they can make a subject read differently than it is.
@@ -88,7 +89,10 @@ def slot_key(settings: Settings, slot: datetime) -> str:
     if cadence == "week":
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
-    return f"{local:%Y-%m-%d}" if cadence == "day" else f"{local:%Y-%m-%d-%H%M}"
+    if cadence == "day":
+        return f"{local:%Y-%m-%d}"
+    # DIGEST_SCHEDULE_SECOND other than 0 fires within a minute (tests): keys tell seconds apart
+    return f"{local:%Y-%m-%d-%H%M}" + ("" if settings.schedule_second == "0" else f"{local:%S}")
 
 
 def _free_key(session: Session, newsletter_id: int, key: str, own_id: int | None = None) -> str:
@@ -233,13 +237,14 @@ def edit(
 
 def default_subject(name: str, picks: list[dict[str, Any]]) -> str:
     lead = next((p for p in picks if p["featured"]), picks[0])
-    subject = f"{name}: {lead['title']}"
+    subject = f"{name}: {strip_bidi(lead['title'])}"
     return subject if len(subject) <= 78 else subject[:77].rstrip() + "…"
 
 
-def default_preheader(picks: list[dict[str, Any]]) -> str:
+def default_preheader(picks: list[dict[str, Any]], language: str = "en") -> str:
     titles = [p["title"] for p in picks if not p["featured"]][:3]
-    text = "Also this week: " + "; ".join(titles) if titles else picks[0]["summary"]
+    also = i18n.words(language)["also"]
+    text = f"{also}: " + "; ".join(titles) if titles else picks[0]["summary"]
     return text if len(text) <= 140 else text[:139].rstrip() + "…"
 
 
@@ -274,7 +279,7 @@ def freeze(
     content = {
         "key": edition.key,
         "subject": edition.subject or default_subject(nl.name, picks),
-        "preheader": edition.preheader or default_preheader(picks),
+        "preheader": edition.preheader or default_preheader(picks, nl.language),
         "intro": edition.intro,
         "date": now.astimezone(own.tz).date().isoformat(),
         "view_url": f"{settings.base_url}{newsletters.archive_path(newsletter)}/{edition.key}",

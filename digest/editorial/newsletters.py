@@ -249,5 +249,15 @@ def edit(session: Session, slug: str, **values: Any) -> Newsletter:
     return row
 
 
+def list_ids(session: Session, settings: Settings) -> dict[str, int]:
+    """Every newsletter's List-Id and its id: what a one-click or confirm token is bound to.
+
+    A token does not say which newsletter it is for; trying each List-Id finds out (one
+    HMAC each), and tokens issued before there were several newsletters still verify for
+    the default one, whose List-Id has not changed.
+    """
+    return {settings_for(settings, nl).effective_list_id: nl.id for nl in all_(session)}
+
+
 def host_of(settings: Settings) -> str:
     return urlsplit(settings.base_url).hostname or settings.sender_domain

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from digest.clock import utcnow
 from digest.editorial.models import Pick
 from digest.errors import InputError, NotFound, StateError
+from digest.store.base import MAX_ID
 
 _WS = re.compile(r"\s+")
 #: C0 and C1 controls (never text; C1 ones are usually mis-decoded Windows-1252) and
@@ -196,7 +197,7 @@ def _clear_featured(session: Session, edition_id: int) -> None:
 
 
 def get_pick(session: Session, pick_id: int) -> Pick:
-    row = session.get(Pick, pick_id) if 0 < pick_id < 2**63 else None
+    row = session.get(Pick, pick_id) if 0 < pick_id <= MAX_ID else None
     if row is None:
         raise NotFound(f"no pick with id {pick_id} (see `digest picks list`)")
     return row

@@ -90,9 +90,20 @@ class _Scan(HTMLParser):
 
 
 def check(
-    *, html: str, text: str, subject: str, preheader: str, key: str, settings: Settings
+    *,
+    html: str,
+    text: str,
+    subject: str,
+    preheader: str,
+    key: str,
+    settings: Settings,
+    view_url: str | None = None,
 ) -> Report:
-    """Run every check on a rendered issue (with slot markers still in place)."""
+    """Run every check on a rendered edition (with slot markers still in place).
+
+    `view_url` is the edition's web version (each newsletter has its own archive); by
+    default the default newsletter's `/issues/KEY`.
+    """
     r = Report(html_bytes=len(html.encode("utf-8")))
     if r.html_bytes > GMAIL_CLIP:
         r.add(ERROR, "size", f"HTML is {r.html_bytes / 1024:.1f} KB: Gmail clips above 102 KB")
@@ -104,7 +115,7 @@ def check(
         r.add(ERROR, "unsubscribe", "no unsubscribe link in the HTML or the text part")
     scan = _Scan()
     scan.feed(html)
-    web = f"{settings.base_url}/issues/{key}"
+    web = view_url or f"{settings.base_url}/issues/{key}"
     if not any(href == web for href, _ in scan.links):
         r.add(WARNING, "view-in-browser", f"no 'view in browser' link to {web}")
     for img in scan.images:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 from functools import lru_cache
 from html import escape
 from pathlib import Path
@@ -23,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import jinja2
 from mjml import mjml2html
 
-from digest.editorial import slots
+from digest.editorial import i18n, slots
 from digest.editorial.plaintext import LinkRefs, tidy, underline, with_ref, wrap
 from digest.errors import InputError
 from digest.resources import builtin_templates
@@ -34,21 +33,6 @@ from digest.settings import Settings
 FEATURED_WIDTH = 600
 FEATURED_HEIGHT = 338
 SUPPORT_FREQUENCIES = ("once", "monthly", "annual")
-_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
-_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _WEEK_KEY = re.compile(r"^(\d{4})-W(\d{1,2})$")
 
 
@@ -199,15 +183,17 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def byline_label(byline: str) -> str:
+def byline_label(byline: str, language: str | None = "en") -> str:
     """'AFP' → 'By AFP'; an editor who already wrote 'By AFP' keeps it."""
     byline = byline.strip()
-    if not byline or byline.lower().startswith("by "):
+    by = i18n.words(language)["by"]
+    prefix = by.split("{name}")[0].strip().lower()
+    if not byline or (prefix and byline.lower().startswith(prefix + " ")):
         return byline
-    return f"By {byline}"
+    return by.format(name=byline)
 
 
-def _pick_view(pick: dict[str, Any]) -> dict[str, Any]:
+def _pick_view(pick: dict[str, Any], language: str | None = "en") -> dict[str, Any]:
     """A pick plus the labels the templates show."""
     minutes = pick.get("read_minutes")
     view = dict(pick)
@@ -216,25 +202,22 @@ def _pick_view(pick: dict[str, Any]) -> dict[str, Any]:
     view["image_alt"] = pick.get("image_alt") or ""
     view["image_credit"] = pick.get("image_credit") or ""
     view["tags"] = list(pick.get("tags") or [])
-    view["byline_label"] = byline_label(pick.get("byline") or "")
-    view["read_label"] = f"{minutes} min read" if minutes else ""
+    view["byline_label"] = byline_label(pick.get("byline") or "", language)
+    view["read_label"] = i18n.words(language)["min_read"].format(n=minutes) if minutes else ""
     view["meta"] = " · ".join(x for x in (view["byline_label"], view["read_label"]) if x)
     return view
 
 
-def date_label(iso: str) -> str:
-    """'2026-11-27' → 'Friday, 27 November 2026' (English, independent of the locale)."""
-    try:
-        d = date.fromisoformat(iso)
-    except (TypeError, ValueError):
-        raise InputError(f"not an ISO date: {iso!r}", source="issue", field="date") from None
-    return f"{_WEEKDAYS[d.weekday()]}, {d.day} {_MONTHS[d.month - 1]} {d.year}"
+def date_label(iso: str, language: str | None = "en") -> str:
+    """'2026-11-27' → 'Friday, 27 November 2026' (in the language; never the locale)."""
+    return i18n.date_label(iso, language)
 
 
-def issue_label(key: str) -> str:
-    """'2026-W48' → 'Week 48' (the date beside it shows the year); other keys as they are."""
+def issue_label(key: str, language: str | None = "en") -> str:
+    """'2026-W48' → 'Week 48' (the date beside it shows the year); other keys: 'Edition KEY'."""
+    words = i18n.words(language)
     m = _WEEK_KEY.match(key)
-    return f"Week {int(m.group(2))}" if m else f"Issue {key}"
+    return words["week"].format(n=int(m.group(2))) if m else words["edition"].format(key=key)
 
 
 def split_picks(
@@ -289,14 +272,17 @@ def issue_context(content: dict[str, Any], settings: Settings) -> dict[str, Any]
     for name in ("key", "subject", "date"):
         _require(content, name)
     clean = _scrub(content)
+    language_of = (content.get("newsletter") or {}).get("language") or "en"
     featured, groups = split_picks(
-        [_pick_view(p) for p in clean.get("picks") or []], list(settings.sections)
+        [_pick_view(p, language_of) for p in clean.get("picks") or []], list(settings.sections)
     )
     intro = (clean.get("intro") or "").strip()
     newsletter = content.get("newsletter") or {}
+    language = newsletter.get("language") or "en"
     view_url = content.get("view_url") or f"{settings.base_url}/issues/{content['key']}"
     return {
         "site": _site(settings, newsletter),
+        "t": i18n.words(language),
         "palette": dict(newsletter.get("palette") or {}),
         "issue": {
             "key": clean["key"],
@@ -304,8 +290,8 @@ def issue_context(content: dict[str, Any], settings: Settings) -> dict[str, Any]
             "preheader": clean.get("preheader") or "",
             "intro": intro,
             "intro_paragraphs": [p.strip() for p in re.split(r"\n\s*\n", intro) if p.strip()],
-            "date_label": date_label(clean["date"]),
-            "issue_label": issue_label(clean["key"]),
+            "date_label": date_label(clean["date"], language),
+            "issue_label": issue_label(clean["key"], language),
             "view_url": _scrub_url(view_url),
         },
         "featured": featured,
@@ -341,6 +327,7 @@ def render_confirmation(
     """The double opt-in email: one button to `confirm_url`; the unsubscribe slot stays."""
     context = {
         "site": _site(settings, newsletter),
+        "t": i18n.words((newsletter or {}).get("language")),
         "palette": dict((newsletter or {}).get("palette") or {}),
         "confirm_url": _scrub_url(confirm_url),
         "name": slots.scrub(" ".join(name.split())),

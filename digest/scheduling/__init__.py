@@ -1,3 +1,4 @@
-"""The weekly schedule: when to send (`trigger`), what one firing does (`runner`), and the
-APScheduler loop that leads among schedulers (`scheduler`); `alerts` tells the operator.
+"""The schedules: when to send (`trigger`), sending each newsletter's due editions from the
+plan in the database (`runner`), and the loop that leads among schedulers, with APScheduler
+for periodic housekeeping (`scheduler`); `alerts` tells the operator.
 """

@@ -186,25 +186,17 @@ class Runner:
                     due.append(item)
             elif planned is not None:
                 upcoming.append(planned)
-        sending = session.execute(
-            select(Edition, Newsletter.slug)
-            .join(Newsletter, Newsletter.id == Edition.newsletter_id)
-            .where(Edition.status == EditionStatus.SENDING, Edition.paused_at.is_(None))
-        ).all()
-        for edition, slug in sending:
-            due.append(Due(edition.id, slug, edition.key, edition.planned_at, "resume"))
+        due.extend(_sending(session))
         return due, missed, min(upcoming) if upcoming else None
 
     # -- runs ------------------------------------------------------------------------------------
 
     async def resume_all(self) -> list[str]:
         """Resume every send that was cut off (a crash, a kill, a lost SMTP server)."""
-        due, _missed, _next = await self._db(lambda s: self._survey(s, utcnow()))
-        resumed = [f"{d.newsletter} {d.key}" for d in due if d.trigger == "resume"]
-        for item in due:
-            if item.trigger == "resume":
-                self.spawn(item)
-        return resumed
+        sending = await self._db(_sending)
+        for item in sending:
+            self.spawn(item)
+        return [f"{d.newsletter} {d.key}" for d in sending]
 
     def spawn(self, item: Due) -> None:
         if self.halt.is_set() or item.edition_id in self._running:
@@ -403,6 +395,16 @@ class Runner:
                 return fn(session)
 
         return await asyncio.to_thread(run)
+
+
+def _sending(session: Session) -> list[Due]:
+    """Editions whose send started and is not paused: to resume."""
+    rows = session.execute(
+        select(Edition, Newsletter.slug)
+        .join(Newsletter, Newsletter.id == Edition.newsletter_id)
+        .where(Edition.status == EditionStatus.SENDING, Edition.paused_at.is_(None))
+    ).all()
+    return [Due(e.id, slug, e.key, e.planned_at, "resume") for e, slug in rows]
 
 
 def _picked(session: Session, settings: Settings, edition_id: int) -> bool:

@@ -63,5 +63,9 @@ class EnumText(TypeDecorator[E], Generic[E]):
         return None if value is None else self.enum_class(value)
 
 
+#: The largest id any table holds (INTEGER on PostgreSQL); a larger one names no row.
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     """Declarative base shared by digest's and subscribers' tables."""

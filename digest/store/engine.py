@@ -1,6 +1,7 @@
 """The store: one SQLAlchemy engine per database URL, migrated by Alembic on open.
 
-SQLite by default (WAL, one writer, zero set-up); PostgreSQL by URL for scale-out.
+SQLite by default (WAL, one writer, zero set-up; the file is created 0600);
+PostgreSQL by URL for scale-out.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
+def _create_private(url: str) -> None:
+    """A new SQLite file is made 0600 before SQLite opens it (its -wal and -shm files
+    then get the same mode): it holds password hashes and subscribers."""
+    from digest.privatefiles import ensure_file, sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and path.parent.is_dir():
+        ensure_file(path)
+
+
 def get_engine(url: str, *, pool_size: int = 5, migrate: bool = True) -> Engine:
     """The engine for `url`, created once per process and migrated to head."""
     url = normalise_url(url)
@@ -54,6 +65,7 @@ def get_engine(url: str, *, pool_size: int = 5, migrate: bool = True) -> Engine:
             if url.split("://", 1)[0] == "postgresql+psycopg":
                 _require_psycopg()
             if url.startswith("sqlite"):
+                _create_private(url)
                 engine = create_engine(url, connect_args={"check_same_thread": False})
                 event.listen(engine, "connect", _sqlite_pragmas)
             else:

@@ -3,6 +3,11 @@
 Kept in the store rather than in memory so limits hold across restarts and across
 several `digest serve` processes on one database. Keys (client addresses, editor
 names, email addresses) are stored only as keyed hashes.
+
+Check-then-count must be atomic, or parallel requests all pass the check before any of
+them is counted (40 parallel sign-ins once got 19 password checks past a limit of 5):
+`take` and callers that combine several limits hold `lock(session)` first, which
+serialises throttle writers until the transaction ends.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Index, Integer, String, delete, func, select
+from sqlalchemy import Index, Integer, String, Table, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from digest.clock import utcnow
@@ -45,6 +51,24 @@ class Limit:
     window: timedelta
 
 
+#: pg_advisory_xact_lock key serialising throttle writers ("thrt").
+THROTTLE_LOCK = 0x74687274
+
+
+def lock(session: Session) -> None:
+    """Hold, until this transaction ends, the right to check and count events.
+
+    PostgreSQL: an advisory lock. SQLite: the database's write lock, taken now by an
+    UPDATE that matches no row (a transaction that only read first could not upgrade).
+    Call it first in the transaction.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(THROTTLE_LOCK)))
+    else:
+        table = cast(Table, ThrottleEvent.__table__)
+        session.execute(update(table).where(table.c.id == -1).values(scope=table.c.scope))
+
+
 def _key(secret: bytes, scope: str, value: str) -> str:
     return hmac.new(secret, f"throttle\0{scope}\0{value}".encode(), hashlib.sha256).hexdigest()
 
@@ -69,8 +93,8 @@ def retry_after(
 
 def hit(
     session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
-) -> None:
-    """Count one event, and forget this key's events that left the window."""
+) -> int:
+    """Count one event, and forget this key's events that left the window; the event's id."""
     now = now or utcnow()
     key = _key(secret, limit.scope, value)
     session.execute(
@@ -80,17 +104,68 @@ def hit(
             ThrottleEvent.at <= now - limit.window,
         )
     )
-    session.add(ThrottleEvent(scope=limit.scope, key=key, at=now))
+    event = ThrottleEvent(scope=limit.scope, key=key, at=now)
+    session.add(event)
     session.flush()
+    return event.id
+
+
+def latest(
+    session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
+) -> tuple[int, datetime | None]:
+    """(events in the window, when the newest happened) for one key."""
+    since = (now or utcnow()) - limit.window
+    key = _key(secret, limit.scope, value)
+    n, newest = session.execute(
+        select(func.count(), func.max(ThrottleEvent.at)).where(
+            ThrottleEvent.scope == limit.scope, ThrottleEvent.key == key, ThrottleEvent.at > since
+        )
+    ).one()
+    return n, newest
+
+
+def forget(session: Session, ids: list[int]) -> None:
+    """Remove particular events (an attempt that turned out fine)."""
+    if ids:
+        session.execute(delete(ThrottleEvent).where(ThrottleEvent.id.in_(ids)))
 
 
 def take(
-    session: Session, limit: Limit, value: str, secret: bytes, now: datetime | None = None
+    session: Session,
+    limit: Limit,
+    value: str,
+    secret: bytes,
+    now: datetime | None = None,
+    *,
+    count: int = 1,
 ) -> timedelta | None:
-    """Count an event if the limit allows it: None when counted, else the wait."""
-    wait = retry_after(session, limit, value, secret, now)
+    """Count `count` events if the limit allows them all (atomically): None when counted,
+    else how long until it would (never, for more than the limit: the whole window)."""
+    lock(session)
+    now = now or utcnow()
+    if count == 1:
+        wait = retry_after(session, limit, value, secret, now)
+    else:
+        key = _key(secret, limit.scope, value)
+        times = session.scalars(
+            select(ThrottleEvent.at)
+            .where(
+                ThrottleEvent.scope == limit.scope,
+                ThrottleEvent.key == key,
+                ThrottleEvent.at > now - limit.window,
+            )
+            .order_by(ThrottleEvent.at)
+        ).all()
+        excess = len(times) + count - limit.count
+        if excess <= 0:
+            wait = None
+        elif excess > len(times):
+            wait = limit.window
+        else:
+            wait = max(times[excess - 1] + limit.window - now, timedelta(seconds=1))
     if wait is None:
-        hit(session, limit, value, secret, now)
+        for _ in range(count):
+            hit(session, limit, value, secret, now)
     return wait
 
 

@@ -24,7 +24,17 @@ from starlette.types import ASGIApp
 
 from digest.settings import Settings
 from digest.store.engine import get_engine, session_scope
-from digest.web import archive, auth, desk, preview, public, ratelimit
+from digest.web import (
+    archive,
+    auth,
+    desk,
+    desk_picks,
+    preferences,
+    preview,
+    public,
+    ratelimit,
+    signup,
+)
 from digest.web.pages import STATIC_DIR, render
 from digest.web.security import SecurityMiddleware
 
@@ -81,7 +91,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 @asynccontextmanager
 async def scheduler_hook(settings: Settings) -> AsyncIterator[None]:
-    """Run the weekly scheduler (digest.scheduler) in-process when DIGEST_SERVE_SCHEDULER
+    """Run the scheduler (digest.scheduling) in-process when DIGEST_SERVE_SCHEDULER
     is on: a one-process deployment. Imported only then, so the web app alone stays light."""
     if not settings.serve_scheduler:
         yield
@@ -106,15 +116,20 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(_purge, engine)
-        async with scheduler_hook(settings):
-            yield
+        try:
+            async with scheduler_hook(settings):
+                yield
+        finally:
+            await app.state.signups.drain()
 
     app = DigestApp(
         routes=[
             *archive.routes,
             *public.routes,
+            *preferences.routes,
             *auth.routes,
             *desk.routes,
+            *desk_picks.routes,
             *preview.routes,
             Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ],
@@ -123,4 +138,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> Starlette
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.signups = signup.SignupQueue(engine, settings)
     return app

@@ -1,9 +1,11 @@
 """The public archive and the small pages every email links to.
 
-/issues/ lists issues whose send has started (their "view in browser" links are in
-inboxes from that moment on); /issues/{key} is an issue's web version, with the
-personal parts left out (`digest.render.web_version`). Keys are checked with
-`digest.issues.check_key`, so anything but YYYY-Www is a 404.
+Each newsletter's archive lists its editions whose send has started (their "view in
+browser" links are in inboxes from that moment on): the default newsletter's at
+/issues/ (where links in mail sent before there were several newsletters point), the
+others' at /newsletters/SLUG/issues/. /…/issues/{key} is an edition's web version, with
+the personal parts left out (`digest.editorial.render.web_version`). Keys are checked
+with `editions.check_key`, so anything else is a 404.
 """
 
 from __future__ import annotations
@@ -11,48 +13,82 @@ from __future__ import annotations
 import logging
 from email.utils import parseaddr
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.editorial import editions
-from digest.editorial.models import Edition, EditionStatus
+from digest.editorial import editions, newsletters
+from digest.editorial.models import PUBLISHED, Edition, Newsletter
 from digest.editorial.render import SUPPORT_FREQUENCIES, web_version
-from digest.errors import InputError
+from digest.errors import InputError, NotFound
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from digest.web.security import email_csp
 
-PUBLISHED = (EditionStatus.SENDING, EditionStatus.SENT)
 log = logging.getLogger("digest.web")
 
 
-def published(session: Session, limit: int = 200) -> list[Edition]:
-    """Issues readers may have received, newest first."""
+def published(session: Session, newsletter_id: int, limit: int = 200) -> list[Edition]:
+    """A newsletter's editions readers may have received, newest first."""
     return list(
         session.scalars(
             select(Edition)
-            .where(Edition.status.in_(PUBLISHED))
-            .order_by(Edition.key.desc())
+            .where(Edition.newsletter_id == newsletter_id, Edition.status.in_(PUBLISHED))
+            .order_by(func.coalesce(Edition.send_started_at, Edition.created_at).desc())
             .limit(limit)
         )
     )
 
 
+def _newsletter(session: Session, slug: str | None) -> Newsletter:
+    """The default newsletter (no slug), or the one named; 404 for an unknown one."""
+    if slug is None:
+        return newsletters.ensure_default(session)
+    try:
+        return newsletters.get(session, slug)
+    except NotFound:
+        raise HTTPException(404, "There is no such newsletter.") from None
+
+
 async def index(request: Request) -> Response:
-    rows = await db(request, published)
-    return render(request, "archive.html", {"issues": rows})
+    slug = request.path_params.get("slug")
+    settings = settings_of(request)
+
+    def gather(session: Session) -> dict[str, object]:
+        nl = _newsletter(session, slug)
+        others = [
+            (o.slug, newsletters.settings_for(settings, o).list_name, newsletters.archive_path(o))
+            for o in newsletters.all_(session)
+            if o.id != nl.id
+        ]
+        return {
+            "issues": published(session, nl.id),
+            "name": newsletters.settings_for(settings, nl).list_name,
+            "base": newsletters.archive_path(nl),
+            "slug": nl.slug,
+            "others": others,
+        }
+
+    return render(request, "archive.html", await db(request, gather))
 
 
 async def show(request: Request) -> Response:
+    slug = request.path_params.get("slug")
     try:
         key = editions.check_key(request.path_params["key"])
     except InputError:
-        raise HTTPException(404, "There is no such issue.") from None
-    row = await db(request, lambda s: editions.find_issue(s, key))
+        raise HTTPException(404, "There is no such edition.") from None
+
+    def find(session: Session) -> Edition | None:
+        nl = _newsletter(session, slug)
+        return session.scalar(
+            select(Edition).where(Edition.newsletter_id == nl.id, Edition.key == key)
+        )
+
+    row = await db(request, find)
     if row is None or row.status not in PUBLISHED or not row.html:
         raise HTTPException(404, f"Edition {key} has not been published.")
     return HTMLResponse(
@@ -104,6 +140,8 @@ routes = [
     Route("/", home, methods=["GET"]),
     Route("/issues/", index, methods=["GET"]),
     Route("/issues/{key}", show, methods=["GET"]),
+    Route("/newsletters/{slug}/issues/", index, methods=["GET"]),
+    Route("/newsletters/{slug}/issues/{key}", show, methods=["GET"]),
     Route("/privacy", privacy, methods=["GET"]),
     Route("/support", support, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

@@ -4,10 +4,12 @@ The session cookie carries a random 256-bit token, signed with the secret key; t
 database keeps only its SHA-256, with an expiry. Signing out, changing a password or
 removing an editor ends sessions at once (a signed-only cookie could not be revoked).
 Without a session, desk GETs redirect to the login page and other methods get 403.
+Sign-in attempts are throttled by digest.web.loginguard (docs/security.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
@@ -26,7 +28,7 @@ from digest.clock import utcnow
 from digest.editors import store as editors
 from digest.editors.models import Editor, EditorSession
 from digest.editors.store import EditorInfo
-from digest.web import ratelimit
+from digest.web import loginguard, ratelimit
 from digest.web.context import db, settings_of
 from digest.web.pages import render
 from digest.web.security import client_address, cookie_name, require_csrf, set_cookie, sign, unsign
@@ -124,33 +126,33 @@ async def login(request: Request) -> Response:
     target = safe_next(str(form.get("next") or ""))
     client = client_address(request)
 
-    def attempt(session: Session) -> tuple[EditorInfo | None, timedelta | None]:
-        wait = ratelimit.retry_after(
-            session, ratelimit.LOGIN_PER_CLIENT, client, secret
-        ) or ratelimit.retry_after(session, ratelimit.LOGIN_PER_NAME, name.lower(), secret)
-        if wait is not None:
-            return None, wait
-        found = editors.authenticate(session, name, password) if name and password else None
-        if found is None:
-            ratelimit.hit(session, ratelimit.LOGIN_PER_CLIENT, client, secret)
-            ratelimit.hit(session, ratelimit.LOGIN_PER_NAME, name.lower(), secret)
-        else:
-            ratelimit.clear(session, ratelimit.LOGIN_PER_NAME, name.lower(), secret)
-        return found, None
-
-    found, wait = await db(request, attempt)
-    if wait is not None:
-        minutes = ratelimit.minutes(wait)
+    device = loginguard.Device.from_cookie(
+        secret, request.cookies.get(cookie_name(settings, loginguard.DEVICE_COOKIE))
+    )
+    admission = await db(request, lambda s: loginguard.admit(s, name, client, device, secret))
+    if admission.wait is not None:
+        seconds = int(admission.wait.total_seconds())
+        when = (
+            f"{seconds} seconds"
+            if seconds < 120
+            else f"{ratelimit.minutes(admission.wait)} minutes"
+        )
         return render(
             request,
             "login.html",
             {
                 "next": target,
                 "name": name,
-                "error": f"Too many failed sign-ins. Please wait {minutes} minute(s) and try again.",
+                "error": f"Too many sign-in attempts for this name. Please wait {when} and "
+                "try again.",
             },
             status_code=429,
-            headers={"retry-after": str(int(wait.total_seconds()))},
+            headers={"retry-after": str(seconds)},
+        )
+    async with password_checks(request):
+        found = await db(
+            request,
+            lambda s: editors.authenticate(s, name, password) if name and password else None,
         )
     if found is None:
         return render(
@@ -159,7 +161,12 @@ async def login(request: Request) -> Response:
             {"next": target, "name": name, "error": "That name and password do not match."},
             status_code=400,
         )
-    token = await db(request, lambda s: open_session(s, found.id))
+
+    def welcome(session: Session) -> str:
+        loginguard.succeeded(session, admission, name, client, device, secret)
+        return open_session(session, found.id)
+
+    token = await db(request, welcome)
     response = RedirectResponse(target, 303)
     set_cookie(
         response,
@@ -168,7 +175,19 @@ async def login(request: Request) -> Response:
         sign(secret, "session", token),
         int(SESSION_LIFETIME.total_seconds()),
     )
+    if device is None or device.editor_id != found.id:
+        lifetime = int(loginguard.DEVICE_LIFETIME.total_seconds())
+        cookie = loginguard.Device.new(found.id).cookie(secret)
+        set_cookie(response, settings, loginguard.DEVICE_COOKIE, cookie, lifetime)
     return response
+
+
+def password_checks(request: Request) -> asyncio.Semaphore:
+    """The app's bound on concurrent argon2 checks (made on first use, in its loop)."""
+    state = request.app.state
+    if getattr(state, "password_checks", None) is None:
+        state.password_checks = asyncio.Semaphore(loginguard.MAX_CHECKS)
+    return state.password_checks
 
 
 @editor_required

@@ -1,33 +1,38 @@
-"""The desk's front page: this week's picks (add, edit, reorder, feature, remove),
-the issue's subject, preheader and intro, the next send time and past issues.
+"""The desk's front page: each newsletter's next edition, its picks in the email's order,
+its subject and intro, when it goes out, sends in progress and past editions.
 
-Every change goes through the same functions as the command line (`digest.picks`,
-`digest.issues.edit`), so a pick is checked the same way wherever it comes from.
-Forms post here and redirect back (POST/redirect/GET); a rejected form is shown
-again with the editor's input and the reason, naming the field.
+The newsletter comes from `?newsletter=SLUG` (every link and form on the desk carries it);
+without one, the default. The edition is always the newsletter's open one, found by the
+same resolver the command line and the scheduler use (digest.delivery.campaign.target),
+so the desk never works on anything else. Picks are shown grouped and ordered exactly as
+the email shows them: the lead story, then the sections in their order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import ledger
+from digest.delivery import campaign, ledger
 from digest.delivery.models import DeliveryStatus
-from digest.editorial import editions, picks
-from digest.editorial.models import Edition, Pick
-from digest.errors import DigestError, InputError, NotFound, SettingsError, StateError
+from digest.editorial import editions, newsletters, picks
+from digest.editorial.models import Edition, EditionStatus, Newsletter, Pick
+from digest.errors import DigestError, InputError, NotFound, StateError
+from digest.settings import Settings
 from digest.web.auth import editor_required
 from digest.web.context import db, settings_of
-from digest.web.pages import render
+from digest.web.pages import local_time, render
 from digest.web.security import require_csrf
-from digest.web.week import next_send, working_key
+from subscribers import subscriptions
 
 NOTICES = {
     "added": "Pick added.",
@@ -35,271 +40,280 @@ NOTICES = {
     "edit the pick to describe the picture.",
     "saved": "Pick saved.",
     "moved": "Pick moved.",
-    "featured": "Featured story changed.",
+    "featured": "Lead story changed.",
     "removed": "Pick removed.",
-    "issue": "Subject, preheader and intro saved.",
+    "restored": "Pick restored.",
+    "edition": "Subject, preheader and intro saved.",
+    "scheduled": "Send time saved.",
+    "paused": "Send paused: no new messages go out; those in flight finish.",
+    "resumed": "Send resumed: the scheduler carries it on within seconds.",
+    "cancelled": "Send cancelled: what was still owed is skipped.",
 }
-PICK_FIELDS = (
-    "url",
-    "title",
-    "summary",
-    "section",
-    "image_url",
-    "image_alt",
-    "image_credit",
-    "byline",
-    "read_minutes",
-    "tags",
-)
+
+
+@dataclass
+class Row:
+    """One pick as the desk lists it."""
+
+    pick: Pick
+    position: int  # in the email's order
+    first: bool  # first of its block (cannot move up)
+    last: bool  # last of its block (cannot move down)
+    movable: bool = True  # its block has other picks
+
+
+@dataclass
+class NewsletterTab:
+    slug: str
+    name: str
+    key: str
+    planned: datetime | None
+    current: bool
 
 
 @dataclass
 class DeskState:
-    key: str
-    issue: Edition | None
-    picks: list[Pick]
+    newsletter: Newsletter
+    own: Settings
+    edition: Edition
+    tabs: list[NewsletterTab]
+    lead: Row | None
+    sections: list[tuple[str, list[Row]]]
+    subscribers: int
+    sending: list[tuple[Edition, dict[DeliveryStatus, int]]] = field(default_factory=list)
     past: list[tuple[Edition, dict[DeliveryStatus, int]]] = field(default_factory=list)
+    removed: Pick | None = None
+
+    @property
+    def count(self) -> int:
+        return (1 if self.lead else 0) + sum(len(rows) for _, rows in self.sections)
 
 
-def _state(session: Session, request: Request) -> DeskState:
+def slug_of(request: Request, form: FormData | None = None) -> str | None:
+    """The newsletter a desk request is about (a form field, else the query)."""
+    value = (form.get("newsletter") if form is not None else None) or request.query_params.get(
+        "newsletter"
+    )
+    return str(value)[:40] if value else None
+
+
+def desk_url(slug: str, anchor: str = "", **query: str | int) -> str:
+    """A desk link that keeps the newsletter (slugs are [a-z0-9-], nothing to escape)."""
+    parts = [f"newsletter={slug}"] + [f"{k}={v}" for k, v in query.items()]
+    return f"/desk/?{'&'.join(parts)}" + (f"#{anchor}" if anchor else "")
+
+
+def _rows(session: Session, edition: Edition, sections: list[str]) -> tuple[Row | None, list]:
+    """The lead story and the sections, each with its picks, as the email shows them.
+
+    Up and Down move a pick within its block, as `picks.move_pick` does: a featured lead
+    is a block of its own; an unfeatured lead (the email's first pick) is the head of its
+    section, so the story after it can move up and become the lead.
+    """
+    ordered = picks.live_picks(session, edition.id, sections)
+    if not ordered:
+        return None, []
+    head = ordered[0]
+    blocks: dict[str, list[Pick]] = {}
+    for p in ordered[1:]:
+        blocks.setdefault(p.section, []).append(p)
+    joined = [] if head.featured else blocks.get(head.section, [])
+    lead = Row(head, 1, True, not joined, movable=bool(joined))
+    out, position = [], 2
+    for name, items in blocks.items():
+        rows = []
+        for i, p in enumerate(items):
+            first = i == 0 and items is not joined
+            rows.append(Row(p, position, first, i == len(items) - 1, len(items) > 1 or not first))
+            position += 1
+        out.append((name, rows))
+    return lead, out
+
+
+def state_of(session: Session, request: Request, slug: str | None) -> DeskState:
     settings = settings_of(request)
-    key = working_key(session, settings)
-    past = [
-        (row, ledger.counts(session, row.id))
-        for row in editions.list_issues(session, 20)
-        if row.key != key
-    ]
-    return DeskState(key, editions.find_issue(session, key), picks.unfrozen(session), past)
+    t = campaign.target(session, settings, slug)
+    tabs = []
+    for nl in newsletters.all_(session):
+        nxt = editions.open_edition(session, settings, nl)
+        name = newsletters.settings_for(settings, nl).list_name
+        tabs.append(NewsletterTab(nl.slug, name, nxt.key, nxt.planned_at, nl.id == t.newsletter.id))
+    lead, sections = _rows(session, t.edition, t.settings.sections)
+    recent = editions.list_editions(session, t.newsletter, 25)
+    sending = [(e, ledger.counts(session, e.id)) for e in recent if e.status == "sending"]
+    past = [(e, ledger.counts(session, e.id)) for e in recent if e.status == "sent"]
+    undo = request.query_params.get("undo", "")
+    removed = None
+    if undo.isdigit() and len(undo) < 19:
+        row = session.get(Pick, int(undo))
+        if row is not None and row.removed_at is not None and row.edition_id == t.edition.id:
+            removed = row
+    return DeskState(
+        t.newsletter,
+        t.settings,
+        t.edition,
+        tabs,
+        lead,
+        sections,
+        subscriptions.mailable_count(session, t.newsletter.id),
+        sending,
+        past,
+        removed,
+    )
 
 
-def pick_data(form: FormData, sections: list[str]) -> dict[str, Any]:
-    """The form's fields as `validate_pick` takes them (the same checks as the CLI)."""
-    value = {name: str(form.get(name) or "").strip() for name in PICK_FIELDS}
-    minutes = value["read_minutes"]
-    if minutes and not minutes.isdigit():
-        raise InputError("must be a whole number of minutes", field="read_minutes")
-    return {
-        **value,
-        "section": value["section"] or sections[0],
-        "image_url": value["image_url"] or None,
-        "read_minutes": int(minutes) if minutes else None,
-        "tags": [t for t in value["tags"].split(",") if t.strip()],
-        "featured": form.get("featured") == "on",
-    }
-
-
-def pick_values(row: Pick) -> dict[str, Any]:
-    """A stored pick as the form shows it."""
-    values = picks.pick_to_dict(row)
-    values["tags"] = ", ".join(values["tags"])
-    values["read_minutes"] = values["read_minutes"] or ""
-    return values
-
-
-def _checked(form: FormData, sections: list[str]) -> tuple[picks.PickIn, bool]:
-    """A validated pick; True when alt text was missing and the title stands in (as the CLI)."""
-    pick = picks.validate_pick(pick_data(form, sections), sections, source="desk")
-    if pick.image_url and not pick.image_alt:
-        pick.image_alt = pick.title
-        return pick, True
-    return pick, False
-
-
-def _status(exc: DigestError) -> int:
+def status_code(exc: DigestError) -> int:
     return 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, StateError) else 400
 
 
-def _message(exc: DigestError) -> str:
+def message(exc: DigestError) -> str:
     return str(exc).removeprefix("desk: ")
 
 
-async def _home(
+async def home_page(
     request: Request,
     *,
+    slug: str | None = None,
     error: DigestError | None = None,
     form: FormData | None = None,
-    status_code: int = 200,
+    status: int = 200,
 ) -> Response:
-    settings = settings_of(request)
-    state = await db(request, lambda s: _state(s, request))
+    slug = slug or slug_of(request, form)
     try:
-        when, schedule_problem = next_send(settings), None
-    except SettingsError as exc:  # the scheduler refuses this schedule; say why
-        when, schedule_problem = None, str(exc)
+        state = await db(request, lambda s: state_of(s, request, slug))
+    except NotFound as exc:  # an unknown ?newsletter=: the default newsletter, and why
+        state = await db(request, lambda s: state_of(s, request, None))
+        error, status = exc, 404
     return render(
         request,
         "desk.html",
         {
             "state": state,
-            "sections": settings.sections,
-            "next_send": when,
-            "schedule": settings.schedule,
-            "schedule_problem": schedule_problem,
-            "notice": NOTICES.get(request.query_params.get("ok", "")),
-            "error": _message(error) if error else None,
+            "sections": state.own.sections,
+            # a removal's own notice carries its Undo: one status region, not two
+            "notice": None if state.removed else NOTICES.get(request.query_params.get("ok", "")),
+            "error": message(error) if error else None,
             "error_field": getattr(error, "field", None),
             "form": form or {},
+            "desk_url": desk_url,
+            # times in the newsletter's own zone, as its schedule is
+            "when": lambda value: local_time(value, state.own),
         },
-        status_code=status_code,
+        status_code=status,
     )
 
 
 @editor_required
 async def home(request: Request) -> Response:
-    return await _home(request)
+    return await home_page(request)
 
 
 @editor_required
-async def add(request: Request) -> Response:
+async def edit_edition(request: Request) -> Response:
+    """The next edition's subject, preheader and intro."""
     form = await request.form()
     require_csrf(request, form)
-    sections = settings_of(request).sections
-    try:
-        pick, alt_missing = _checked(form, sections)
-        row = await db(request, lambda s: picks.add_pick(s, pick))
-    except DigestError as exc:
-        return await _home(request, error=exc, form=form, status_code=_status(exc))
-    ok = "added-alt" if alt_missing else "added"
-    return RedirectResponse(f"/desk/?ok={ok}#pick-{row.id}", 303)
+    settings, slug = settings_of(request), slug_of(request, form)
 
-
-def _pick_id(request: Request) -> int:
-    return int(request.path_params["pick_id"])
-
-
-async def _edit_page(
-    request: Request,
-    pick_id: int,
-    *,
-    error: DigestError | None = None,
-    form: FormData | None = None,
-    status_code: int = 200,
-) -> Response:
-    try:
-        row = await db(request, lambda s: picks.get_pick(s, pick_id))
-    except NotFound as exc:
-        return await _home(request, error=exc, status_code=404)
-    return render(
-        request,
-        "pick_edit.html",
-        {
-            "pick": row,
-            "values": form if form is not None else pick_values(row),
-            "sections": settings_of(request).sections,
-            "error": _message(error) if error else None,
-            "error_field": getattr(error, "field", None),
-        },
-        status_code=status_code,
-    )
-
-
-@editor_required
-async def edit_page(request: Request) -> Response:
-    return await _edit_page(request, _pick_id(request))
-
-
-@editor_required
-async def update(request: Request) -> Response:
-    form = await request.form()
-    require_csrf(request, form)
-    pick_id = _pick_id(request)
-    try:
-        pick, alt_missing = _checked(form, settings_of(request).sections)
-        await db(request, lambda s: picks.update_pick(s, pick_id, pick))
-    except DigestError as exc:
-        return await _edit_page(request, pick_id, error=exc, form=form, status_code=_status(exc))
-    return RedirectResponse(f"/desk/?ok={'added-alt' if alt_missing else 'saved'}", 303)
-
-
-def _target(form: FormData, current: int, count: int) -> int:
-    """'up', 'down', 'first', 'last' or a 1-based position."""
-    to = str(form.get("to") or "").strip().lower()
-    moves = {"up": current - 1, "down": current + 1, "first": 1, "last": count}
-    if to in moves:
-        return max(1, min(count, moves[to]))
-    if to.isdigit() and int(to) >= 1:
-        return int(to)
-    raise InputError("must be up, down, first, last or a position (1, 2, ...)", field="to")
-
-
-@editor_required
-async def move(request: Request) -> Response:
-    form = await request.form()
-    require_csrf(request, form)
-    pick_id = _pick_id(request)
-
-    def go(session: Session) -> None:
-        rows = picks.unfrozen(session)
-        index = next((i for i, p in enumerate(rows, start=1) if p.id == pick_id), None)
-        if index is None:
-            picks.get_pick(session, pick_id)  # NotFound, or StateError below
-            raise StateError(f"pick {pick_id} belongs to an issue that is already being sent")
-        picks.move_pick(session, pick_id, _target(form, index, len(rows)))
-
-    try:
-        await db(request, go)
-    except DigestError as exc:
-        return await _home(request, error=exc, status_code=_status(exc))
-    return RedirectResponse(f"/desk/?ok=moved#pick-{pick_id}", 303)
-
-
-@editor_required
-async def feature(request: Request) -> Response:
-    form = await request.form()
-    require_csrf(request, form)
-    pick_id = _pick_id(request)
-    try:
-        await db(request, lambda s: picks.set_featured(s, pick_id))
-    except DigestError as exc:
-        return await _home(request, error=exc, status_code=_status(exc))
-    return RedirectResponse(f"/desk/?ok=featured#pick-{pick_id}", 303)
-
-
-@editor_required
-async def remove(request: Request) -> Response:
-    form = await request.form()
-    require_csrf(request, form)
-    pick_id = _pick_id(request)
-    try:
-        await db(request, lambda s: picks.remove_pick(s, pick_id))
-    except DigestError as exc:
-        return await _home(request, error=exc, status_code=_status(exc))
-    return RedirectResponse("/desk/?ok=removed#picks", 303)
-
-
-@editor_required
-async def edit_issue(request: Request) -> Response:
-    form = await request.form()
-    require_csrf(request, form)
-    settings = settings_of(request)
-
-    def go(session: Session) -> None:
-        key = editions.check_key(str(form.get("key") or ""))
-        if key != working_key(session, settings):
-            raise StateError(f"issue {key} is no longer the one being prepared; reload the desk")
+    def go(session: Session) -> str:
+        t = campaign.target(session, settings, slug)
+        if str(form.get("key") or "") != t.edition.key:
+            raise StateError(
+                f"edition {form.get('key')} is no longer the one being prepared; reload the desk"
+            )
         editions.edit(
             session,
-            key,
+            t.edition,
             subject=str(form.get("subject") or ""),
             preheader=str(form.get("preheader") or ""),
             intro=str(form.get("intro") or ""),
         )
+        return t.newsletter.slug
 
     try:
-        await db(request, go)
-    except (DigestError, ValueError) as exc:
-        err = exc if isinstance(exc, DigestError) else InputError(str(exc), field="subject")
-        return await _home(request, error=err, form=form, status_code=_status(err))
-    return RedirectResponse("/desk/?ok=issue#issue", 303)
+        done = await db(request, go)
+    except DigestError as exc:
+        return await home_page(request, error=exc, form=form, status=status_code(exc))
+    return RedirectResponse(desk_url(done, "edition", ok="edition"), 303)
+
+
+@editor_required
+async def schedule(request: Request) -> Response:
+    """Send the next edition at a chosen time, or back at the schedule's next slot."""
+    form = await request.form()
+    require_csrf(request, form)
+    settings, slug = settings_of(request), slug_of(request, form)
+
+    def go(session: Session) -> str:
+        from digest.clock import utcnow
+
+        t = campaign.target(session, settings, slug)
+        if form.get("action") == "slot":
+            editions.roll_to_next_slot(session, settings, t.newsletter, t.edition)
+            return t.newsletter.slug
+        raw = str(form.get("at") or "").strip()
+        try:
+            local = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InputError("choose a date and time", field="at") from None
+        when = local.replace(tzinfo=t.settings.tz) if local.tzinfo is None else local
+        if when <= utcnow():
+            raise InputError("that time has passed; use Send now on the preview", field="at")
+        editions.reschedule(session, settings, t.newsletter, t.edition, when)
+        return t.newsletter.slug
+
+    try:
+        done = await db(request, go)
+    except DigestError as exc:
+        return await home_page(request, error=exc, form=form, status=status_code(exc))
+    return RedirectResponse(desk_url(done, "when", ok="scheduled"), 303)
+
+
+@editor_required
+async def control(request: Request) -> Response:
+    """Pause, resume or cancel the send of an edition (the same calls as `digest send`)."""
+    form = await request.form()
+    require_csrf(request, form)
+    settings, slug = settings_of(request), slug_of(request, form)
+    key, action = str(request.path_params["key"]), str(request.path_params["action"])
+    if action not in ("pause", "resume", "cancel"):
+        raise HTTPException(404)
+    engine = request.app.state.engine
+    try:
+        editions.check_key(key)
+        if action == "pause":
+            t = await _thread(campaign.pause, engine, settings, slug, key)
+        elif action == "resume":  # the scheduler (or `digest worker`) carries it on
+            t = await _thread(campaign.resume, engine, settings, slug, key)
+        else:
+            reason = str(form.get("reason") or "").strip()[:200] or "cancelled on the desk"
+            t, _n = await _thread(campaign.cancel, engine, settings, slug, key, reason=reason)
+    except DigestError as exc:
+        return await home_page(request, error=exc, form=form, status=status_code(exc))
+    done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
+    return RedirectResponse(desk_url(t.newsletter.slug, "sending", ok=done), 303)
+
+
+async def _thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(lambda: fn(*args, **kwargs))
+
+
+def sending_of(session: Session, newsletter_id: int) -> list[Edition]:
+    return list(
+        session.scalars(
+            select(Edition).where(
+                Edition.newsletter_id == newsletter_id, Edition.status == EditionStatus.SENDING
+            )
+        )
+    )
 
 
 routes = [
     Route("/desk/", home, methods=["GET"]),
-    Route("/desk/picks", add, methods=["POST"]),
-    Route("/desk/picks/{pick_id:int}", edit_page, methods=["GET"]),
-    Route("/desk/picks/{pick_id:int}", update, methods=["POST"]),
-    Route("/desk/picks/{pick_id:int}/move", move, methods=["POST"]),
-    Route("/desk/picks/{pick_id:int}/feature", feature, methods=["POST"]),
-    Route("/desk/picks/{pick_id:int}/remove", remove, methods=["POST"]),
-    Route("/desk/issue", edit_issue, methods=["POST"]),
+    Route("/desk/edition", edit_edition, methods=["POST"]),
+    Route("/desk/issue", edit_edition, methods=["POST"]),  # the old form action
+    Route("/desk/edition/schedule", schedule, methods=["POST"]),
+    Route("/desk/editions/{key}/{action:str}", control, methods=["POST"]),
 ]

@@ -26,7 +26,7 @@ from digest.web.security import CSRF_FIELD, csrf_token
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-def _local_time(value: datetime | None, settings: Settings) -> str:
+def local_time(value: datetime | None, settings: Settings) -> str:
     if value is None:
         return "—"
     local = value.astimezone(settings.tz)
@@ -98,7 +98,7 @@ def render(
         "site": site(settings),
         "editor": getattr(request.state, "editor", None),
         "csrf": lambda: csrf_token(request),
-        "when": lambda value: _local_time(value, settings),
+        "when": lambda value: local_time(value, settings),
         "utc_time": _utc_time,
         "notice": None,
         "error": None,

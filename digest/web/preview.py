@@ -29,15 +29,16 @@ from digest.delivery.models import DeliveryStatus
 from digest.delivery.transports import make_transport
 from digest.delivery.transports.base import Outcome
 from digest.editorial import editions
-from digest.editorial.models import Edition, EditionStatus
-from digest.errors import DigestError, InputError, StateError, TransportError
+from digest.editorial.models import OPEN, PUBLISHED, Edition, EditionStatus
+from digest.errors import DigestError, InputError, NotFound, StateError, TransportError
 from digest.settings import Settings
 from digest.store.engine import session_scope
+from digest.web import ratelimit
 from digest.web.auth import editor_required
 from digest.web.context import db, engine_of, settings_of
+from digest.web.desk import slug_of
 from digest.web.pages import render
 from digest.web.security import email_csp, require_csrf
-from digest.web.week import working_key
 from subscribers.addresses import normalise_email
 
 MAX_TEST_ADDRESSES = 10
@@ -82,37 +83,49 @@ def _key(request: Request) -> str:
     try:
         return editions.check_key(request.path_params["key"])
     except InputError:
-        raise HTTPException(404, "No such issue.") from None
+        raise HTTPException(404, "No such edition.") from None
 
 
-def _load(request: Request, key: str, *, build: bool) -> tuple[Edition | None, str | None]:
-    """The issue (built first if it is the one being prepared and `build`), or why not."""
+def _query(request: Request) -> str:
+    """`?newsletter=SLUG` for links that must stay on the same newsletter."""
+    slug = slug_of(request)
+    return f"?newsletter={slug}" if slug and re.fullmatch(r"[a-z0-9-]{1,40}", slug) else ""
+
+
+def _target(request: Request, key: str) -> campaign.Target:
+    """The newsletter (?newsletter=, else the default) and its edition `key`; 404 if none."""
     settings = settings_of(request)
-    engine = engine_of(request)
-    with session_scope(engine) as session:
-        issue = editions.find_issue(session, key)
-        working = key == working_key(session, settings)
-    if issue is None and not working:
-        raise HTTPException(404, f"There is no issue {key}.")
-    if (
-        working
-        and build
-        and (issue is None or issue.status in (EditionStatus.DRAFT, EditionStatus.FROZEN))
-    ):
+    with session_scope(engine_of(request)) as session:
         try:
-            issue = campaign.build(engine, settings, key)
+            return campaign.target(session, settings, slug_of(request), key)
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+
+
+def _load(
+    request: Request, key: str, *, build: bool
+) -> tuple[Edition | None, Settings, str | None]:
+    """The edition (rendered first if it is still open and `build`), its newsletter's
+    settings, and why it cannot be shown (None when it can)."""
+    t = _target(request, key)
+    issue = t.edition
+    if build and issue.status in OPEN:
+        try:
+            issue = campaign.build(
+                engine_of(request), settings_of(request), t.newsletter.slug, key
+            ).edition
         except StateError as exc:
-            return issue, str(exc).replace("`digest picks add`", "the desk")
-    if issue is None or not issue.html:
-        return issue, f"Edition {key} has not been built yet."
-    return issue, None
+            return issue, t.settings, str(exc).replace("`digest picks add`", "the desk")
+    if not issue.html:
+        return issue, t.settings, f"Edition {key} has not been built yet."
+    return issue, t.settings, None
 
 
 def _progress(request: Request, issue: Edition | None) -> dict[str, Any] | None:
-    if issue is None or issue.status not in (EditionStatus.SENDING, EditionStatus.SENT):
+    if issue is None or issue.status not in PUBLISHED:
         return None
     with session_scope(engine_of(request)) as session:
-        return progress_data(session, issue.key)
+        return progress_data(session, issue, _query(request))
 
 
 async def _issue_page(
@@ -124,11 +137,9 @@ async def _issue_page(
     to: str = "",
     status_code: int = 200,
 ) -> Response:
-    settings = settings_of(request)
-
     def gather() -> dict[str, Any]:
-        issue, problem = _load(request, key, build=True)
-        out: dict[str, Any] = {"issue": issue, "problem": problem}
+        issue, settings, problem = _load(request, key, build=True)
+        out: dict[str, Any] = {"issue": issue, "problem": problem, "list_name": settings.list_name}
         out["progress"] = _progress(request, issue)
         if problem is None and issue is not None:
             try:
@@ -147,6 +158,7 @@ async def _issue_page(
         "issue.html",
         {
             "key": key,
+            "q": _query(request),
             **data,
             "preview": data.get("preview"),
             "report": data.get("report"),
@@ -166,17 +178,17 @@ async def issue_page(request: Request) -> Response:
 
 
 def _document(request: Request, *, dark: bool) -> Response:
-    issue, problem = _load(request, _key(request), build=False)
+    issue, settings, problem = _load(request, _key(request), build=False)
     if problem is not None or issue is None:
-        raise HTTPException(404, problem or "No such issue.")
+        raise HTTPException(404, problem or "No such edition.")
     try:
-        html = take_apart(sample_message(settings_of(request), issue), 0).html
+        html = take_apart(sample_message(settings, issue), 0).html
     except DigestError as exc:
         raise HTTPException(409, str(exc)) from None
     return HTMLResponse(
         dark_variant(html) if dark else html,
         headers={
-            "content-security-policy": email_csp("'self'"),
+            "content-security-policy": email_csp("'self'", sandbox=True),
             "x-frame-options": "SAMEORIGIN",
         },
     )
@@ -215,13 +227,31 @@ async def test_send(request: Request) -> Response:
     key = _key(request)
     settings = settings_of(request)
     raw = str(form.get("to") or "")
+    editor = request.state.editor
     try:
         targets = addresses(raw)
-        issue, problem = await run_in_threadpool(_load, request, key, build=True)
+        secret = settings.secret()
+        wait = await db(
+            request,
+            lambda s: ratelimit.take(
+                s, ratelimit.TEST_SEND_PER_EDITOR, str(editor.id), secret, count=len(targets)
+            ),
+        )
+        if wait is not None:
+            limit = ratelimit.TEST_SEND_PER_EDITOR
+            return await _issue_page(
+                request,
+                key,
+                error=f"At most {limit.count} test recipients an hour per editor; try again in "
+                f"{ratelimit.minutes(wait)} minute(s).",
+                to=raw,
+                status_code=429,
+            )
+        issue, own, problem = await run_in_threadpool(lambda: _load(request, key, build=True))
         if problem is not None or issue is None:
-            raise StateError(problem or f"There is no issue {key}.")
-        transport = make_transport(settings, concurrency=1)
-        results = await campaign.test_send(settings, issue, targets, transport)
+            raise StateError(problem or f"There is no edition {key}.")
+        transport = make_transport(own, concurrency=1)
+        results = await campaign.test_send(own, issue, targets, transport)
     except TransportError as exc:
         return await _issue_page(
             request, key, error=f"The mail server could not be used: {exc}", to=raw, status_code=502
@@ -235,11 +265,8 @@ async def test_send(request: Request) -> Response:
     )
 
 
-def progress_data(session: Session, key: str) -> dict[str, Any]:
-    """Delivery counts of one issue, for the progress page and its JSON twin."""
-    issue = editions.find_issue(session, key)
-    if issue is None:
-        raise HTTPException(404, f"There is no issue {key}.")
+def progress_data(session: Session, issue: Edition, q: str = "") -> dict[str, Any]:
+    """Delivery counts of one edition, for the progress page and its JSON twin."""
     counts = ledger.counts(session, issue.id)
     total = sum(counts.values())
     done = (
@@ -256,20 +283,28 @@ def progress_data(session: Session, key: str) -> dict[str, Any]:
         else (100.0 if issue.status == EditionStatus.SENT else 0),
         "finished": issue.status == EditionStatus.SENT,
         "sending": issue.status == EditionStatus.SENDING,
+        "paused": issue.paused_at is not None,
+        "q": q,
     }
+
+
+def _progress_of(request: Request) -> dict[str, Any]:
+    key, q = _key(request), _query(request)
+    t = _target(request, key)
+    with session_scope(engine_of(request)) as session:
+        return progress_data(session, session.merge(t.edition), q)
 
 
 @editor_required
 async def progress_page(request: Request) -> Response:
-    key = _key(request)
-    data = await db(request, lambda s: progress_data(s, key))
+    data = await run_in_threadpool(_progress_of, request)
     return render(request, "progress.html", {"p": data})
 
 
 @editor_required
 async def progress_json(request: Request) -> Response:
-    key = _key(request)
-    return JSONResponse(await db(request, lambda s: progress_data(s, key)))
+    data = await run_in_threadpool(_progress_of, request)
+    return JSONResponse({k: v for k, v in data.items() if k != "q"})
 
 
 routes = [

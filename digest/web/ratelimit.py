@@ -9,13 +9,11 @@ from datetime import timedelta
 
 from digest.store.throttle import Limit, clear, hit, purge, retry_after, take
 
-#: Failed sign-ins per editor name, and per client address (any names).
-LOGIN_PER_NAME = Limit("login-name", 5, timedelta(minutes=15))
-LOGIN_PER_CLIENT = Limit("login-client", 20, timedelta(minutes=15))
+# Sign-in limits: digest.web.loginguard.
 #: Sign-up form posts per client address.
 SIGNUP_PER_CLIENT = Limit("signup-client", 10, timedelta(hours=1))
-#: Confirmation emails per address: the form cannot be used to flood one mailbox.
-CONFIRM_MAIL_PER_ADDRESS = Limit("confirm-mail", 3, timedelta(hours=24))
+#: Test-send recipients per editor: the desk cannot be used to mail strangers in bulk.
+TEST_SEND_PER_EDITOR = Limit("test-send-editor", 50, timedelta(hours=1))
 #: The longest window above; older events are purged.
 LONGEST = timedelta(hours=24)
 
@@ -26,12 +24,10 @@ def minutes(wait: timedelta) -> int:
 
 
 __all__ = [
-    "CONFIRM_MAIL_PER_ADDRESS",
-    "LOGIN_PER_CLIENT",
-    "LOGIN_PER_NAME",
     "LONGEST",
     "Limit",
     "SIGNUP_PER_CLIENT",
+    "TEST_SEND_PER_EDITOR",
     "clear",
     "hit",
     "minutes",

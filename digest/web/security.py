@@ -4,6 +4,9 @@
   no-referrer (token URLs must not leak through Referer), frame-ancestors 'none'
   (pages may tighten or, like the desk's preview documents, relax it to 'self').
 - Request bodies above `MAX_BODY` are refused with 413 before a handler reads them.
+- The Host header must name DIGEST_BASE_URL's host or one in DIGEST_ALLOWED_HOSTS
+  (else 400); then host and scheme are replaced by the base URL's, so every URL the
+  app builds (redirects, links) comes from the configuration, never from the request.
 - CSRF tokens are HMACs of a per-browser value: the editor's session token when
   signed in, otherwise a random cookie (signed double-submit, OWASP's pattern).
 """
@@ -13,9 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -36,12 +41,21 @@ PAGE_CSP = (
 )
 
 
-def email_csp(frame_ancestors: str) -> str:
-    """For an email's HTML shown as a page: its inline styles and remote images, no script."""
+#: The desk's preview frames: no scripts, an opaque origin (no allow-same-origin), links
+#: may open a new tab as in a mail client. Also sent as the documents' CSP `sandbox`.
+PREVIEW_SANDBOX = "allow-popups allow-popups-to-escape-sandbox"
+
+
+def email_csp(frame_ancestors: str, *, sandbox: bool = False) -> str:
+    """For an email's HTML shown as a page: its inline styles and remote images, no script.
+
+    `sandbox` (the desk's previews, framed by the desk's own origin) also puts the
+    document in a sandbox, even if opened on its own: an email can never act as the desk.
+    """
     return (
         "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
         "font-src https: data:; form-action 'none'; base-uri 'none'; "
-        f"frame-ancestors {frame_ancestors}"
+        f"frame-ancestors {frame_ancestors}" + (f"; sandbox {PREVIEW_SANDBOX}" if sandbox else "")
     )
 
 
@@ -121,8 +135,19 @@ def require_csrf(request: Request, form: Any) -> None:
 
 
 def client_address(request: Request) -> str:
-    """The client's IP (uvicorn has applied X-Forwarded-For from trusted proxies)."""
-    return request.client.host if request.client else "unknown"
+    """The client, as rate limits count it: its IPv4 address, or its IPv6 /64 (one
+    subscriber line gets a whole /64 to pick addresses from). uvicorn has applied
+    X-Forwarded-For from trusted proxies (DIGEST_FORWARDED_ALLOW_IPS)."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 # -- middleware --------------------------------------------------------------------
@@ -145,12 +170,23 @@ class SecurityMiddleware:
         self.max_body = max_body
         self.https = is_https(settings)
         self.csrf_cookie = cookie_name(settings, "digest_csrf")
+        base = urlsplit(settings.base_url)
+        self.scheme = base.scheme
+        self.host = base.netloc.encode("ascii", "replace")
+        self.allowed_hosts = settings.allowed_host_names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})
+        headers = [(k, v) for k, v in scope.get("headers", []) if k != b"host"]
+        given = [v for k, v in scope.get("headers", []) if k == b"host"]
+        if len(given) > 1 or (given and host_name(given[0]) not in self.allowed_hosts):
+            await self._refuse(scope, receive, send, 400, "Unknown host", UNKNOWN_HOST)
+            return
+        scope["headers"] = [*headers, (b"host", self.host)]
+        scope["scheme"] = self.scheme
         started = False
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
@@ -203,11 +239,17 @@ class SecurityMiddleware:
             headers.append("set-cookie", cookie + ("; Secure" if self.https else ""))
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        text = f"The form sent more than {self.max_body // 1024} KB."
+        await self._refuse(scope, receive, send, 413, "Request too large", text)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, status: int, title: str, text: str
+    ) -> None:
+        """A short page (not the app's templates: the request never reached the app)."""
         response = Response(
-            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Too large'
-            "</title></head><body><h1>Request too large</h1><p>The form sent more than "
-            f"{self.max_body // 1024} KB.</p></body></html>",
-            status_code=413,
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}'
+            f"</title></head><body><h1>{title}</h1><p>{text}</p></body></html>",
+            status_code=status,
             media_type="text/html",
             headers={"connection": "close"},
         )
@@ -218,6 +260,18 @@ class SecurityMiddleware:
             await send(message)
 
         await response(scope, receive, send_with_headers)
+
+
+UNKNOWN_HOST = "This server does not answer to that host name."
+
+
+def host_name(value: bytes) -> str:
+    """b"News.Example.com:8000" -> "news.example.com"; b"[::1]:80" -> "::1"."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else text
+    name, sep, port = text.rpartition(":")
+    return (name if sep and port.isdigit() else text).rstrip(".")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,7 +1,8 @@
 """The outbox: a Maildir folder, used whenever no SMTP host is configured.
 
 Each message is written to tmp/ and renamed into new/, so a reader (any mail
-client, or `python -m mailbox`) never sees half a message.
+client, or `python -m mailbox`) never sees half a message. Messages hold addresses
+and unsubscribe links: the folders are created 0700 and the files 0600.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from digest.delivery.transports.base import Outbound, Result, Transport
 from digest.errors import TransportError
+from digest.privatefiles import make_private_dir, open_private
 
 _seq = count()
 
@@ -32,7 +34,7 @@ class OutboxTransport(Transport):
     async def open(self) -> None:
         try:
             for sub in ("tmp", "new", "cur"):
-                (self.directory / sub).mkdir(parents=True, exist_ok=True)
+                make_private_dir(self.directory / sub)
         except OSError as exc:
             raise TransportError(
                 f"DIGEST_OUTBOX_DIR: cannot create {self.directory}: {exc.strerror}"
@@ -47,7 +49,7 @@ class OutboxTransport(Transport):
         data = message.data.replace(b"\r\n", b"\n")
         header = f"Return-Path: <{message.sender}>\nDelivered-To: {message.recipient}\n".encode()
         try:
-            with open(tmp, "wb") as fh:
+            with open_private(tmp) as fh:
                 fh.write(header)
                 fh.write(data)
             os.replace(tmp, self.directory / "new" / name)
