@@ -76,38 +76,70 @@ def smtp_env(port: int, concurrency: int) -> dict[str, str]:
     }
 
 
+def dkim_env(folder: Path, kind: str) -> dict[str, str]:
+    """DIGEST_DKIM_* for a new key of `kind` ("rsa": RSA-2048, or "ed25519") in `folder`."""
+    from digest.delivery import dkimkeys
+
+    path = folder / f"dkim-{kind}.pem"
+    if not path.exists():
+        dkimkeys.write_private_key(path, dkimkeys.generate_key(kind))  # type: ignore[arg-type]
+    return {"DIGEST_DKIM_KEY_FILE": str(path), "DIGEST_DKIM_SELECTOR": "bench"}
+
+
+def verify_dumped(folder: Path, key_file: Path, skip_rcpt: str) -> tuple[int, int]:
+    """DKIM-verify (dkimpy) every message smtp-sink dumped into `folder`, except those to
+    `skip_rcpt`; (messages checked, distinct recipients). Fails on the first bad one."""
+    import dkim
+
+    from digest.delivery import dkimkeys
+
+    record = dkimkeys.txt_value(dkimkeys.load_key(key_file.read_bytes())).encode()
+    recipients: set[bytes] = set()
+    checked = 0
+    for path in sorted(folder.iterdir()):
+        raw = path.read_bytes()
+        rcpt = re.search(rb"^X-Rcpt-Args: <([^>]*)>", raw, re.MULTILINE)
+        if rcpt is None or rcpt.group(1) == skip_rcpt.encode():
+            continue
+        message = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if not dkim.verify(message, dnsfunc=lambda name, timeout=5: record):
+            raise SystemExit(f"bench: the message in {path} does not verify with dkimpy")
+        recipients.add(rcpt.group(1))
+        checked += 1
+    return checked, len(recipients)
+
+
 def seed_subscribers(settings: Settings, n: int, *, batch: int = 10_000) -> None:
-    """`n` confirmed subscribers of the default newsletter through the store's upserts
-    (addresses, then subscriptions), one batch at a time."""
+    """`n` confirmed subscribers of the default newsletter, through the stores' own upserts."""
     engine = get_engine(settings.database_url)
     now = utcnow()
+    with session_scope(engine) as session:
+        newsletter_id = newsletters.resolve(session, settings).id
     for start in range(0, n, batch):
-        numbers = range(start, min(n, start + batch))
-        emails = [f"reader{i}@example.com" for i in numbers]
+        emails = [f"reader{i}@example.com" for i in range(start, min(n, start + batch))]
         with session_scope(engine) as session:
-            newsletter = newsletters.resolve(session, settings)
-            rows = [store.address_row(e, e, f"Reader {i}", {}) for i, e in zip(numbers, emails)]
+            rows = [store.address_row(e, e, f"Reader {e[6:-12]}", {}) for e in emails]
             store.upsert_addresses(session, rows, now)
             ids = store.ids_for(session, emails)
             confirmed = SubscriptionStatus.CONFIRMED
             subscriptions.upsert(
                 session,
-                [subscriptions.row(newsletter.id, ids[e], confirmed, "bench", now) for e in emails],
+                [subscriptions.row(newsletter_id, ids[e], confirmed, "bench", now) for e in emails],
                 now,
             )
 
 
-def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
-    """The sample picks in the default newsletter's open edition, frozen, its send started
-    and its ledger filled."""
+def add_sample_picks(settings: Settings, stories: int = STORIES) -> None:
+    """The sample picks, subject, preheader and intro in the default newsletter's open edition."""
     engine = get_engine(settings.database_url)
     content = sample_content(stories)
     with session_scope(engine) as session:
         newsletter = newsletters.resolve(session, settings)
         edition = editions.open_edition(session, settings, newsletter)
+        sections = newsletters.settings_for(settings, newsletter).sections
         for pick in content["picks"]:
             data = {k: v for k, v in pick.items() if k not in ("id", "position")}
-            add_pick(session, edition.id, validate_pick(data, settings.sections))
+            add_pick(session, edition.id, validate_pick(data, sections))
         editions.edit(
             session,
             edition,
@@ -115,7 +147,12 @@ def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
             preheader=content["preheader"],
             intro=content["intro"],
         )
-    return campaign.prepare_send(engine, settings)
+
+
+def start_issue(settings: Settings, stories: int = STORIES) -> Edition:
+    """The sample picks frozen into the open edition, its send started, ledger filled."""
+    add_sample_picks(settings, stories)
+    return campaign.prepare_send(get_engine(settings.database_url), settings)
 
 
 # -- measuring -----------------------------------------------------------------
@@ -223,11 +260,13 @@ class SMTPSink:
 
     _COUNTER = re.compile(rb"mesg=(\d+)")
 
-    def __init__(self, backlog: int = 1000) -> None:
+    def __init__(self, backlog: int = 1000, dump: Path | None = None) -> None:
+        """`dump`: also write each message received to a file of its own in that folder."""
         import tempfile
 
         self.port = free_port()
         self.backlog = backlog
+        self.dump = dump
         self._log = tempfile.NamedTemporaryFile(prefix="smtp-sink-", suffix=".log")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -235,6 +274,8 @@ class SMTPSink:
         cmd = [SMTP_SINK, "-c"]
         if os.geteuid() == 0:  # smtp-sink refuses to keep root privileges
             cmd += ["-u", "root"]
+        if self.dump is not None:  # strftime template; smtp-sink adds a random suffix
+            cmd += ["-d", f"{self.dump}/%H%M%S."]
         cmd += [f"127.0.0.1:{self.port}", str(self.backlog)]
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10

@@ -84,8 +84,8 @@ def child_load_list() -> dict[str, object]:
 
     from digest.settings import load_settings
     from digest.store.engine import get_engine, session_scope
+    from subscribers import subscriptions
     from subscribers.model import Subscriber, Subscription
-    from subscribers.subscriptions import mailable
 
     settings = load_settings()
     engine = get_engine(settings.database_url)
@@ -94,7 +94,7 @@ def child_load_list() -> dict[str, object]:
         rows = session.execute(
             select(Subscriber.id, Subscriber.email, Subscriber.name)
             .join(Subscription, Subscription.subscriber_id == Subscriber.id)
-            .where(mailable())
+            .where(subscriptions.mailable())
         ).all()
         count = len(rows)
     return {"rows": count, "rss_start_mb": start, "peak_rss_mb": peak_rss_mb()}

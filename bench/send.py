@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import shutil
 import smtplib
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -38,6 +40,7 @@ from bench.common import (
     Results,
     SMTPSink,
     bench_settings,
+    dkim_env,
     require_postfix_tools,
     seed_subscribers,
     smtp_env,
@@ -161,10 +164,10 @@ class InstantTransport(Transport):
         return Result.sent()
 
 
-def without_smtp(n: int) -> Run:
+def without_smtp(n: int, extra: dict[str, str]) -> Run:
     """The Sender on a fresh store of `n`, into InstantTransport."""
     with workspace() as work:
-        settings = bench_settings(work)
+        settings = bench_settings(work, **extra)
         seed_subscribers(settings, n)
         issue = start_issue(settings)
         engine = get_engine(settings.database_url)
@@ -226,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", "-r", type=int, default=3)
     parser.add_argument("--naive", type=int, default=500, help="messages for the naive baseline")
     parser.add_argument("--no-pipelining", action="store_true", help="DIGEST_SMTP_PIPELINING=false")
+    parser.add_argument(
+        "--dkim",
+        choices=["rsa", "ed25519"],
+        help="sign every message (RSA-2048 or Ed25519); smtp-source sends the signed sample",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     if min(args.messages, args.concurrency, args.rounds) < 1 or args.naive < 0:
@@ -233,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     require_postfix_tools()
     n, conc = args.messages, args.concurrency
     extra = {"DIGEST_SMTP_PIPELINING": "false"} if args.no_pipelining else {}
+    keys = Path(tempfile.mkdtemp(prefix="digest-bench-keys-"))
+    if args.dkim:
+        extra.update(dkim_env(keys, args.dkim))
 
     results = Results(f"send rate: {n:,} messages per run, concurrency {conc}")
     sources: list[Run] = []
@@ -279,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     d_cpu, d_sink = (statistics.median(x) for x in zip(*(d.cpu_us() for d in digests)))
     s_cpu, s_sink = (statistics.median(x) for x in zip(*(s.cpu_us() for s in sources)))
     results.facts.update(
+        dkim=args.dkim or "off",
         pipelining=not args.no_pipelining,
         rounds=args.rounds,
         round_ratios=", ".join(f"{x:.2f}" for x in ratios),
@@ -288,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     results.add("smtp-source", reference, "msg/s", note="median run; the reference")
-    instant = without_smtp(n)
+    instant = without_smtp(n, extra)
+    shutil.rmtree(keys, ignore_errors=True)
     results.facts["without_smtp"] = (
         f"{instant.rate:,.0f} msg/s, {instant.cpu_us()[0]:.0f} us CPU per message: the Sender "
         "(ledger, assembly) into a transport that accepts at once"

@@ -8,6 +8,9 @@ import base64
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import default
+from email.utils import parseaddr
 from pathlib import Path
 
 import dkim as dkimpy
@@ -26,6 +29,7 @@ from digest.delivery.transports import make_transport
 from digest.editorial.render import render_issue
 from digest.errors import SettingsError
 from digest.settings import Settings, load_settings
+from digest.store.engine import get_engine
 from tests import sending
 from tests.clirun import Run, run_cli
 from tests.samples import sample_content
@@ -215,19 +219,15 @@ def _write_key(path: Path, key: dkimkeys.PrivateKey) -> Path:
 
 
 def test_signature_survives_a_real_smtp_hop(smtp_server, workdir, keys, monkeypatch) -> None:
+    """The Sender signs on its thread pool: every message of a real send verifies."""
     key_file = _write_key(workdir / "dkim.pem", keys["rsa"])
     monkeypatch.setenv("DIGEST_DKIM_KEY_FILE", str(key_file))
     monkeypatch.setenv("DIGEST_DKIM_SELECTOR", SELECTOR)
     settings = load_settings()
-    engine = __import__("digest.store.engine", fromlist=["get_engine"]).get_engine(
-        settings.database_url
-    )
+    engine = get_engine(settings.database_url)
     sending.add_picks(engine, settings, 4)
-    for addr, name in [
-        ("anna@example.com", "Anna"),
-        ("dot.name@example.com", "Dorothée Dupont"),
-        ("jo@example.org", ""),
-    ]:
+    people = [("anna@example.com", "Anna"), ("dot.name@example.com", "Dorothée Dupont")]
+    for addr, name in people + [(f"r{i}@example.org", "") for i in range(40)]:
         sending.subscribe(engine, settings, addr, name)
     issue = campaign.prepare_send(engine, settings)
 
@@ -238,12 +238,18 @@ def test_signature_survives_a_real_smtp_hop(smtp_server, workdir, keys, monkeypa
 
     report = asyncio.run(go())
     assert report.finished
-    assert len(smtp_server.messages) == 3
+    assert len(smtp_server.messages) == 42
+    tokens = set()
     for m in smtp_server.messages:
         assert m.data.startswith(b"DKIM-Signature: ")
         assert verifies(m.data, keys["rsa"])
         relayed = b"Received: from digest by mx.example.org; Fri, 27 Nov 2026 06:00:00 +0000\r\n"
         assert verifies(relayed + m.data, keys["rsa"])
+        # each message is its recipient's own (signed in chunks on several threads)
+        to = parseaddr(message_from_bytes(m.data, policy=default)["To"])[1]
+        assert [to] == m.rcpt_tos
+        tokens.add(re.search(rb"/unsubscribe/([\w-]+)>", m.data).group(1))
+    assert len(tokens) == 42
 
 
 def test_signer_for_reads_the_settings(workdir, keys, monkeypatch) -> None:

@@ -50,23 +50,34 @@ def _due(now: ColumnElement[Any]) -> ColumnElement[bool]:
 
 
 def claim(
-    session: Session, edition_id: int, token: str, limit: int, lease_seconds: float
+    session: Session,
+    edition_id: int,
+    token: str,
+    limit: int,
+    lease_seconds: float,
+    *,
+    after_id: int = 0,
 ) -> list[Row]:
-    """Claim up to `limit` owed, due, unheld rows of the issue for `token`; return them."""
+    """Claim up to `limit` owed, due, unheld rows of the issue for `token`; return them.
+
+    `after_id` is a keyset cursor: only rows with a larger id are looked at. A sender
+    passes the largest id of its previous batch, and 0 again once a claim comes back
+    empty (a new pass, which also finds deferred rows and expired leases behind it).
+    Without it, every claim on PostgreSQL walks the index entries of all the rows
+    already sent (dead until vacuum) before it reaches an owed one.
+    """
     release(session, [token])
     now = db_now(session)
-    pick = (
-        select(TABLE.c.id)
-        .where(
-            TABLE.c.edition_id == edition_id,
-            TABLE.c.status.in_(OWED),
-            _due(now),
-            _free(now),
-            _running(edition_id),
-        )
-        .order_by(TABLE.c.id)
-        .limit(limit)
-    )
+    conditions = [
+        TABLE.c.edition_id == edition_id,
+        TABLE.c.status.in_(OWED),
+        _due(now),
+        _free(now),
+        _running(edition_id),
+    ]
+    if after_id:
+        conditions.append(TABLE.c.id > after_id)
+    pick = select(TABLE.c.id).where(*conditions).order_by(TABLE.c.id).limit(limit)
     if _pg(session):
         pick = pick.with_for_update(skip_locked=True)
     session.execute(

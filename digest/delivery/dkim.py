@@ -241,8 +241,16 @@ def _select(fields: dict[bytes, list[bytes]], names: Sequence[bytes]) -> list[by
     for name in names:
         found = left.get(name)
         if found:
-            out.append(_relaxed_header(found.pop()))
+            out.append(_relaxed_field(found.pop()))
     return out
+
+
+@lru_cache(maxsize=256)
+def _relaxed_field(field: bytes) -> bytes:
+    """`_relaxed_header` remembered: an issue's static headers (From, Subject, Date,
+    List-Id ...) are the same in every message; only To, Message-ID and
+    List-Unsubscribe are new each time, and age out of the cache."""
+    return _relaxed_header(field)
 
 
 def _line_groups(pieces: list[bytes]) -> list[bytes]:

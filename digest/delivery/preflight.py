@@ -5,16 +5,24 @@ those stories' URLs), and SpamAssassin's offline score of a sample message; and
 files with secrets or personal data that other users can read (digest.privatefiles).
 
 Run by `digest build`, the desk and every send; errors block the automatic send.
+A report with a spam score is stored with the edition (digest.store.memo), keyed by
+a digest of everything it looked at: the content, the settings the message is built
+from, the DKIM set-up (the key file's size and time too) and the SpamAssassin
+command; file modes are checked afresh every time. `digest send` and the scheduler
+find the report `digest build` made and do not run SpamAssassin again; any change to
+what was scored gives another key.
 """
 
 from __future__ import annotations
 
-import hashlib
+from typing import Any
 
+from sqlalchemy.engine import Engine
+
+from digest import __version__
 from digest.delivery.dkim import aligned, signer_for
 from digest.delivery.dkimkeys import MIN_RECOMMENDED_RSA_BITS
-from digest.delivery.message import Recipient
-from digest.delivery.sender import template_for
+from digest.delivery.message import Recipient, template_for
 from digest.editorial import spamscore
 from digest.editorial.models import Edition
 from digest.editorial.preflight import ERROR, INFO, WARNING, Finding, Report, check, check_url
@@ -22,33 +30,69 @@ from digest.errors import DigestError, SettingsError
 from digest.privatefiles import exposed
 from digest.settings import Settings
 from digest.stats import links as click_links
+from digest.store import memo
 
 __all__ = ["ERROR", "INFO", "WARNING", "Finding", "Report", "check", "check_issue"]
 
+#: The memo kind; bump FORMAT when a check or the stored shape changes.
+KIND, FORMAT = "preflight", "1"
+#: Reports made by this process, by key (also for editions that are in no store).
+_RECENT: dict[str, dict[str, Any]] = {}
 
-def check_issue(issue: Edition, settings: Settings, *, spam: bool = True) -> Report:
+
+def check_issue(
+    issue: Edition,
+    settings: Settings,
+    *,
+    spam: bool = True,
+    engine: Engine | None = None,
+) -> Report:
     """Preflight an Edition row (uses its frozen content for subject and preheader).
 
     Adds the DKIM set-up and, unless `spam` is False, SpamAssassin's offline score of
-    a sample message (remembered per content, since it takes a second or two).
+    a sample message. A report with a score is stored in the edition's store
+    (`engine`, by default DIGEST_DATABASE_URL's) and reused for the same inputs.
     """
     content = issue.content or {}
     subject = str(content.get("subject") or issue.subject)
+    preheader = str(content.get("preheader") or issue.preheader)
+    # File modes, and whether the counted links verify under the current secret key, change
+    # without anything else changing: checked afresh each time (cheap), never stored.
+    modes = [Finding(WARNING, "file-mode", line) for line in exposed(settings)]
+    links = Report()
+    _check_counted_links(links, issue, settings)
+    modes = links.findings + modes
+    exe = spamscore.find(settings.spamassassin) if spam else None
+    key = _key(issue, subject, preheader, settings, exe) if exe else ""
+    store = _store(issue, settings, engine) if key else None
+    known = _RECENT.get(key) or (memo.get(store, KIND, key) if store is not None else None)
+    if known is not None:
+        try:
+            r = _loads(known)
+            r.findings.extend(modes)
+            return r
+        except (KeyError, TypeError, ValueError):  # not what this version stores
+            pass
     r = check(
         html=issue.html,
         text=issue.text,
         subject=subject,
-        preheader=str(content.get("preheader") or issue.preheader),
+        preheader=preheader,
         key=issue.key,
         settings=settings,
         view_url=content.get("view_url"),
     )
-    for line in exposed(settings):  # the key file among them
-        r.add(WARNING, "file-mode", line)
-    _check_counted_links(r, issue, settings)
     dkim_ok = _check_dkim(r, settings)
     if spam and dkim_ok:
-        _check_spam(r, issue, subject, settings)
+        _check_spam(r, issue, settings)
+    if key and r.spam is not None:  # only a scored report is worth keeping
+        stored = _dumps(r)
+        if len(_RECENT) > 32:
+            _RECENT.clear()
+        _RECENT[key] = stored
+        if store is not None:
+            memo.put(store, KIND, key, stored, owner=getattr(issue, "id", None))
+    r.findings.extend(modes)
     return r
 
 
@@ -82,6 +126,82 @@ def _check_counted_links(r: Report, issue: Edition, settings: Settings) -> None:
         check_url(r, url, "link")
 
 
+def _store(issue: Edition, settings: Settings, engine: Engine | None) -> Engine | None:
+    """The store the edition lives in (None for one that is in none, as in some tests)."""
+    if engine is not None or getattr(issue, "id", None) is None:
+        return engine
+    from digest.store.engine import get_engine
+
+    try:
+        return get_engine(settings.database_url)
+    except DigestError:
+        return None
+
+
+def _key(issue: Edition, subject: str, preheader: str, settings: Settings, exe: str) -> str:
+    """A digest of everything the report depends on."""
+    path = settings.dkim_key_file
+    try:
+        st = path.expanduser().stat() if path is not None else None
+        key_file = f"{st.st_size}:{st.st_mtime_ns}" if st else "-"  # another key
+    except OSError as exc:
+        key_file = f"unreadable: {exc.strerror}"
+    return memo.digest_of(
+        [
+            FORMAT,
+            __version__,
+            issue.key,
+            subject,
+            preheader,
+            str((issue.content or {}).get("view_url") or ""),
+            issue.html,
+            issue.text,
+            settings.base_url,
+            settings.from_,
+            settings.reply_to or "",
+            settings.list_name,
+            settings.effective_list_id,
+            settings.effective_unsubscribe_mailto,
+            path or "",
+            key_file,
+            settings.dkim_selector or "",
+            settings.dkim_domain or "",
+            settings.spamassassin,
+            exe,
+        ]
+    )
+
+
+def _dumps(r: Report) -> dict[str, Any]:
+    spam = r.spam
+    return {
+        "findings": [[f.level, f.code, f.message] for f in r.findings],
+        "html_bytes": r.html_bytes,
+        "spam": None
+        if spam is None
+        else {
+            "score": spam.score,
+            "required": spam.required,
+            "rules": [[x.name, x.points, x.description] for x in spam.rules],
+        },
+    }
+
+
+def _loads(data: dict[str, Any]) -> Report:
+    spam = data["spam"]
+    return Report(
+        findings=[Finding(str(a), str(b), str(c)) for a, b, c in data["findings"]],
+        html_bytes=int(data["html_bytes"]),
+        spam=None
+        if spam is None
+        else spamscore.SpamScore(
+            float(spam["score"]),
+            float(spam["required"]),
+            tuple(spamscore.Rule(str(n), float(p), str(d)) for n, p, d in spam["rules"]),
+        ),
+    )
+
+
 def _check_dkim(r: Report, settings: Settings) -> bool:
     """DKIM findings; False when the configuration is broken (nothing can be signed)."""
     try:
@@ -110,11 +230,10 @@ def _check_dkim(r: Report, settings: Settings) -> bool:
     return True
 
 
-_SPAM_CACHE: dict[str, spamscore.SpamScore] = {}
 _SAMPLE = ("reader@example.com", "Sample Reader", "preflight-sample-token")
 
 
-def _check_spam(r: Report, issue: Edition, subject: str, settings: Settings) -> None:
+def _check_spam(r: Report, issue: Edition, settings: Settings) -> None:
     exe = spamscore.find(settings.spamassassin)
     if exe is None:
         why = (
@@ -124,21 +243,13 @@ def _check_spam(r: Report, issue: Edition, subject: str, settings: Settings) -> 
         )
         r.add(INFO, "spam", f"no offline spam score: {why}")
         return
-    digest_of = hashlib.sha256(
-        "\0".join((exe, issue.key, subject, issue.html, issue.text)).encode()
-    ).hexdigest()
-    result = _SPAM_CACHE.get(digest_of)
-    if result is None:
-        try:
-            email, name, token = _SAMPLE
-            sample = template_for(issue, settings).build(Recipient(0, email, name, token))
-            result = spamscore.score(sample, exe)
-        except (spamscore.SpamCheckError, DigestError) as exc:
-            r.add(WARNING, "spam", f"no offline spam score: {exc}")
-            return
-        if len(_SPAM_CACHE) > 32:
-            _SPAM_CACHE.clear()
-        _SPAM_CACHE[digest_of] = result
+    try:
+        email, name, token = _SAMPLE
+        sample = template_for(issue, settings).build(Recipient(0, email, name, token))
+        result = spamscore.score(sample, settings.spamassassin)
+    except (spamscore.SpamCheckError, DigestError) as exc:
+        r.add(WARNING, "spam", f"no offline spam score: {exc}")
+        return
     r.spam = result
     rules = ", ".join(
         f"{rule.name} {rule.points:+.1f}" + (f" ({rule.description})" if rule.points > 0 else "")

@@ -1,12 +1,13 @@
 """The mailer: streams owed deliveries from the ledger through a transport.
 
-Data flow: ledger (batches claimed under a lease, digest.claims) -> bounded queue
--> N workers (splice bytes, rate limit, transport.send) -> results -> recorder
-(batched writes). A row is written as sent only after the server accepted it, so
-a killed send resumes with nobody skipped and at most the in-flight messages
-repeated; several senders (processes, machines) can share one send. 4xx answers are
-deferred with backoff and retried in later passes until they succeed or run out
-of attempts; 5xx answers are final.
+Data flow: ledger (batches claimed under a lease, digest.claims) -> messages
+built (digest.delivery.message.Preparer: spliced bytes, DKIM-signed on a thread
+per core) -> bounded queue -> N workers (rate limit, transport.send) -> results
+-> recorder (batched writes). A row is written as sent only after the server
+accepted it, so a killed send resumes with nobody skipped and at most the
+in-flight messages repeated; several senders (processes, machines) can share one
+send. 4xx answers are deferred with backoff and retried in later passes until
+they succeed or run out of attempts; 5xx answers are final.
 """
 
 from __future__ import annotations
@@ -26,18 +27,14 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.delivery import claims, ledger
-from digest.delivery.message import MessageTemplate, Recipient
+from digest.delivery.message import Prepared, Preparer, template_for
 from digest.delivery.models import DeliveryStatus
 from digest.delivery.presence import Presence, reap
-from digest.delivery.transports.base import Outbound, Outcome, Result, Transport
+from digest.delivery.transports.base import Outbound, Result, Transport
 from digest.editorial.models import Edition, EditionStatus
-from digest.editorial.render import RenderedIssue
 from digest.settings import Settings
 from digest.store import retry
 from digest.store.engine import session_scope
-from subscribers.addresses import ascii_address, needs_smtputf8
-from subscribers.model import SubscriberStatus
-from subscribers.tokens import EVERY_LIST, PREFERENCES, UNSUBSCRIBE, make_token
 
 log = logging.getLogger("digest.sender")
 T = TypeVar("T")
@@ -119,28 +116,6 @@ class RateLimiter:
         await asyncio.sleep(due - now)
 
 
-def template_for(
-    issue: Edition, settings: Settings, *, subject_prefix: str = ""
-) -> MessageTemplate:
-    """The edition's message, prepared once for this run (DKIM-signed when a key is set).
-
-    `settings` are the edition's newsletter's (digest.editorial.newsletters.settings_for).
-    """
-    from digest.delivery.dkim import signer_for
-
-    subject = subject_prefix + (issue.content.get("subject") or issue.subject)
-    return MessageTemplate(
-        RenderedIssue(html=issue.html, text=issue.text),
-        settings=settings,
-        issue_key=issue.key,
-        issue_id=issue.id,
-        subject=subject,
-        date=utcnow(),
-        signer=signer_for(settings),
-        language=str((issue.content.get("newsletter") or {}).get("language") or "en"),
-    )
-
-
 class Sender:
     """Delivers what the ledger owes for one issue, alongside any other senders.
 
@@ -179,19 +154,22 @@ class Sender:
         self._own_presence = presence is None
         self.report = SendReport(issue.key, transport.describe())
         self.template = template_for(issue, settings)
-        self._secret = settings.secret()
-        self._list_id = settings.effective_list_id
+        self._messages = Preparer(self.template, settings)
         self._limiter = RateLimiter(settings.rate_limit)
         self._policy = ledger.RetryPolicy.of(settings)
         self._results: list[tuple[ledger.Row, Result | str]] = []
         #: Outcomes not yet committed (waiting or being written). Workers pause at
         #: batch_size, which bounds what a crash can repeat to batch_size + concurrency.
         self._unrecorded = 0
-        self._wake = asyncio.Event()  # the recorder: a full batch is waiting
+        #: The recorder starts writing at half a batch, so the workers go on sending while
+        #: it commits and only wait when a whole batch is still unrecorded.
+        self._flush_at = max(1, self.batch_size // 2)
+        self._wake = asyncio.Event()  # the recorder: outcomes are waiting
         self._space = asyncio.Event()  # the workers: outcomes may be added again
         self._space.set()
         self._held: dict[str, int] = {}  # claim token -> its rows not yet recorded
         self._batches = 0
+        self._cursor = 0  # the largest id claimed in this pass (claims.claim's after_id)
         self._fatal: BaseException | None = None
         self._closing = False
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-db")
@@ -266,9 +244,10 @@ class Sender:
     def _add(self, row: ledger.Row, outcome: Result | str) -> None:
         self._results.append((row, outcome))
         self._unrecorded += 1
+        if self._unrecorded >= self._flush_at:
+            self._wake.set()
         if self._unrecorded >= self.batch_size:
             self._space.clear()
-            self._wake.set()
 
     async def _room(self) -> None:
         """Wait while a full batch of outcomes is not yet committed (the recorder frees it)."""
@@ -276,31 +255,13 @@ class Sender:
             self._wake.set()
             await self._space.wait()
 
-    def _prepare(self, row: ledger.Row) -> Outbound | str | Result:
-        """The message for one row, or why it is not sent (never raises for bad data)."""
-        if row.status != SubscriberStatus.CONFIRMED:
-            return f"skipped: subscriber is {row.status}"
-        # An IDN domain goes as its A-label; only a non-ASCII local part needs SMTPUTF8.
-        utf8 = needs_smtputf8(row.email)
-        try:
-            wire = row.email if utf8 else ascii_address(row.email)
-            token = make_token(self._secret, UNSUBSCRIBE, row.subscriber_id, self._list_id)
-            prefs = make_token(self._secret, PREFERENCES, row.subscriber_id, EVERY_LIST)
-            recipient = Recipient(row.subscriber_id, wire, row.name, token, prefs)
-            sender, data = self.template.envelope(recipient)
-        except (ValueError, UnicodeError) as exc:  # one bad row must not stop Friday's send
-            log.warning("cannot build message for subscriber %s: %s", row.subscriber_id, exc)
-            return Result(Outcome.FAILED, None, f"cannot build the message: {exc}"[:300])
-        return Outbound(sender, wire, data, smtputf8=utf8)
-
-    async def _worker(self, queue: asyncio.Queue[ledger.Row]) -> None:
+    async def _worker(self, queue: asyncio.Queue[tuple[ledger.Row, Prepared]]) -> None:
         while True:
-            row = await queue.get()
+            row, prepared = await queue.get()
             try:
                 await self._room()
                 if self.stop.is_set():
                     continue  # left owed; its claim is released at the end
-                prepared = self._prepare(row)
                 if not isinstance(prepared, Outbound):
                     self._add(row, prepared)
                     continue
@@ -317,9 +278,11 @@ class Sender:
         try:
             await self._in_db(self._arrive)
         except BaseException:
-            self._db.shutdown(wait=True)
+            self._shutdown()
             raise
-        queue: asyncio.Queue[ledger.Row] = asyncio.Queue(maxsize=self.settings.concurrency * 4)
+        queue: asyncio.Queue[tuple[ledger.Row, Prepared]] = asyncio.Queue(
+            maxsize=self.settings.concurrency * 4
+        )
         workers = [
             asyncio.create_task(self._worker(queue)) for _ in range(self.settings.concurrency)
         ]
@@ -344,10 +307,14 @@ class Sender:
             finally:
                 heartbeat.cancel()
                 await asyncio.gather(heartbeat, return_exceptions=True)
-                self._db.shutdown(wait=True)
+                self._shutdown()
         if self._fatal is not None:
             raise self._fatal
         return self.report
+
+    def _shutdown(self) -> None:
+        self._db.shutdown(wait=True)
+        self._messages.close()
 
     def _arrive(self, session: Session) -> None:
         if self._own_presence:
@@ -361,26 +328,33 @@ class Sender:
             self.presence.leave(session)
 
     async def _claim(self) -> list[ledger.Row]:
-        self._batches += 1
-        token = self.presence.token(self._batches)
+        """The next batch after the cursor; at the end of a pass, the first of a new one."""
         edition_id, size, lease = self.issue.id, self.batch_size, self.settings.lease_seconds
-        rows = await self._in_db(lambda s: claims.claim(s, edition_id, token, size, lease))
-        if rows:
-            self._held[token] = len(rows)
-            self.report.claimed += len(rows)
-        return rows
+        while True:
+            self._batches += 1
+            token, after = self.presence.token(self._batches), self._cursor
 
-    async def _passes(self, queue: asyncio.Queue[ledger.Row]) -> None:
+            def take(s: Session, token: str = token, after: int = after) -> list[ledger.Row]:
+                return claims.claim(s, edition_id, token, size, lease, after_id=after)
+
+            rows = await self._in_db(take)
+            if rows:
+                self._cursor = rows[-1].id
+                self._held[token] = len(rows)
+                self.report.claimed += len(rows)
+                return rows
+            if not after:
+                return rows
+            self._cursor = 0  # past the end: start a new pass from the beginning
+
+    async def _passes(self, queue: asyncio.Queue[tuple[ledger.Row, Prepared]]) -> None:
         edition_id = self.issue.id
         while not self.stop.is_set():
             while not self.stop.is_set():
                 batch = await self._claim()
                 if not batch:
                     break
-                for row in batch:
-                    if self.stop.is_set():
-                        break
-                    await queue.put(row)
+                await self._messages.feed(queue, batch, self.stop)
             await queue.join()
             await self._flush()
             if self.stop.is_set() or not self.wait_for_retries:

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, CursorResult, Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +25,8 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
 MIGRATION_LOCK = 0x64696765  # pg_advisory_xact_lock key held while migrating ("dige")
+#: How long a SQLite connection waits for another writer before failing.
+BUSY_TIMEOUT_MS = 30000
 
 
 def normalise_url(url: str) -> str:
@@ -40,7 +42,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -211,6 +213,27 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def analyze(session: Session, tables: tuple[str, ...], *, stale_only: bool = False) -> None:
+    """PostgreSQL: ANALYZE these tables (with `stale_only`, those autovacuum has not
+    analysed since 10 % of their rows changed). A list imported a moment ago, or a ledger
+    just filled, would otherwise be planned as a few rows (a claim of a large send then
+    scans every owed row). ANALYZE sees the transaction's own rows; the table names are
+    ours, never user input."""
+    if stale_only:
+        tables = tuple(
+            session.scalars(
+                text(
+                    "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(:names) AND "
+                    "(COALESCE(last_analyze, last_autoanalyze) IS NULL "
+                    "OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)"
+                ),
+                {"names": list(tables)},
+            )
+        )
+    for name in tables:
+        session.execute(text(f'ANALYZE "{name}"'))  # our own table names only
 
 
 def affected(result: Result[Any]) -> int:

@@ -2,7 +2,7 @@
 
 Each stage owns its tables (`digest.editorial.models`, `digest.delivery.models`,
 `subscribers.model`, `digest.editors.models`, `digest.store.leases`,
-`digest.store.throttle`, `digest.stats.models`); the running code
+`digest.store.throttle`, `digest.store.memo`, `digest.stats.models`); the running code
 imports only what it uses. This is the one place that imports them all, which only
 schema tools need (Alembic's environment, the tests' clean-up).
 """
@@ -15,6 +15,7 @@ MODEL_MODULES = (
     "subscribers.model",
     "digest.store.leases",
     "digest.store.throttle",
+    "digest.store.memo",
     "digest.editors.models",
     "digest.editorial.models",
     "digest.delivery.models",

@@ -1,7 +1,7 @@
 """click counters per story, per-reader clicks (opt-in), and welcomed subscriptions
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06 12:00:00
 
 - story_clicks: how often each story of an edition was opened through its counted link
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
