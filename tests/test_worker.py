@@ -293,8 +293,12 @@ def test_two_sends_fired_together_make_one_issue_and_one_copy_each(
     settings = load_settings()
     add_picks(engine, settings, 1)  # a small message: the sink is the slowest part
     emails = add_subscribers(engine, 400)
-    env = env_for(sink)
-    sends = [Proc(workdir, env, "send", name=f"send{i}") for i in range(2)]
+    with session_scope(engine) as s:
+        key = s.scalars(select(Edition.key).where(Edition.status.in_(OPEN))).one()
+    # Paced (about 2 s of sending) so that the two usually overlap; the key is named so
+    # that a second one starting after the first finished finds it sent, not the next draft.
+    env = env_for(sink, rate_limit="200")
+    sends = [Proc(workdir, env, "send", "--edition", key, name=f"send{i}") for i in range(2)]
     procs.extend(sends)
     for p in sends:
         assert p.wait() == 0, p.output()
