@@ -171,7 +171,11 @@ def test_each_newsletter_has_its_own_desk(serve_web) -> None:
         home = c.get("/desk/").text
         assert 'aria-label="Newsletters"' in home and "Business Brief" in home
         assert 'href="/desk/?newsletter=business"' in home
+        site = srv.settings.list_name
+        assert re.search(r"<title>(.*?)</title>", home).group(1) == f"Desk · {site}"
         page = c.get("/desk/?newsletter=business").text
+        title = re.search(r"<title>(.*?)</title>", page).group(1)
+        assert title == f"Desk · Business Brief · {site}"  # the newsletter, then the site
         assert "Business Brief: next edition" in page and f'id="pick-{biz}"' in page
         assert 'name="newsletter" value="business"' in page
         assert page.count('<li class="pick') == 1 and "0 7 * * 1-5" in page
