@@ -15,6 +15,7 @@ from digest.editorial.render import (
     byline_label,
     render_confirmation,
     render_issue,
+    render_welcome,
     split_picks,
     web_version,
     with_query,
@@ -318,6 +319,38 @@ def test_confirmation_email(cfg: Settings) -> None:
     assert all(len(line) <= 78 or URL.match(line) for line in lines)
     plain = render_confirmation(cfg, url, "  ")
     assert "Hello," in plain.text.splitlines()
+
+
+def test_a_newsletter_can_have_its_own_welcome_and_confirmation(
+    tmp_path: Path, cfg: Settings
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    builtin = builtin_templates()
+    for kind in ("welcome", "confirm"):
+        mjml = (builtin / f"{kind}.mjml.j2").read_text(encoding="utf-8")
+        own = "<mj-section><mj-column><mj-text>OWN-MARK</mj-text></mj-column></mj-section>"
+        marked = mjml.replace("{% block content %}", "{% block content %}" + own)
+        (templates / f"culture-{kind}.mjml.j2").write_text(marked, encoding="utf-8")
+        text = (builtin / f"{kind}.txt.j2").read_text(encoding="utf-8")
+        (templates / f"culture-{kind}.txt.j2").write_text("Culture only\n" + text, encoding="utf-8")
+    settings = cfg.model_copy(update={"templates_dir": templates})
+    culture = {"slug": "culture", "name": "Culture", "language": "en", "template": "culture"}
+    weekly = {**culture, "slug": "weekly", "template": "digest"}
+
+    own = render_welcome(settings, culture, latest_url="https://news.example.com/issues/1")
+    assert "OWN-MARK" in own.html and own.text.startswith("Culture only")
+    assert "https://news.example.com/issues/1" in own.html
+    shared = render_welcome(settings, weekly)
+    assert "OWN-MARK" not in shared.html and "Culture only" not in shared.text
+    mail = render_confirmation(settings, "https://news.example.com/confirm/t", "", culture)
+    assert "OWN-MARK" in mail.html and mail.text.startswith("Culture only")
+    assert "OWN-MARK" not in render_confirmation(settings, "https://x.example/c", "").html
+
+    # Half a pair is an editor's mistake, named with its file, not a silent fallback.
+    (templates / "culture-welcome.txt.j2").unlink()
+    with pytest.raises(InputError, match=r"culture-welcome\.txt\.j2: template not found"):
+        render_welcome(settings, culture)
 
 
 # -- helpers and errors ------------------------------------------------------------

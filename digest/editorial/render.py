@@ -324,6 +324,21 @@ def issue_context(
 # -- public API --------------------------------------------------------------------
 
 
+def own_stem(settings: Settings, newsletter: dict[str, Any] | None, kind: str) -> str:
+    """The template pair for a newsletter's `kind` of email (`confirm`, `welcome`).
+
+    A newsletter whose template is `culture` gets `culture-welcome.mjml.j2` (with its
+    `.txt.j2`) when that file exists in DIGEST_TEMPLATES_DIR or the built-ins; the shared
+    `welcome` pair otherwise, so one edited pair still serves every newsletter.
+    """
+    template = str((newsletter or {}).get("template") or "")
+    if template:
+        candidate = f"{template}-{kind}"
+        if any((folder / f"{candidate}.mjml.j2").is_file() for folder in template_dirs(settings)):
+            return candidate
+    return kind
+
+
 def _render_pair(settings: Settings, stem: str, context: dict[str, Any]) -> RenderedIssue:
     mjml_source = _render_template(settings, f"{stem}.mjml.j2", context)
     html = _to_html(mjml_source, template_path(settings, f"{stem}.mjml.j2"))
@@ -357,7 +372,7 @@ def render_confirmation(
         "subject": "Confirm your subscription to "
         + slots.scrub((newsletter or {}).get("name") or settings.list_name),
     }
-    return _render_pair(settings, "confirm", context)
+    return _render_pair(settings, own_stem(settings, newsletter, "confirm"), context)
 
 
 def render_welcome(
@@ -380,7 +395,7 @@ def render_welcome(
         "latest_url": _scrub_url(latest_url) if latest_url else "",
         "next_label": date_label(next_date, newsletter.get("language")) if next_date else "",
     }
-    return _render_pair(settings, "welcome", context)
+    return _render_pair(settings, own_stem(settings, newsletter, "welcome"), context)
 
 
 _UNSUBSCRIBE_ANCHOR = re.compile(
