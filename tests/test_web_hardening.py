@@ -3,6 +3,7 @@ slow and half-open clients (raw sockets), out-of-range ids, preview frames."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -47,6 +48,14 @@ def test_unknown_hosts_are_refused_and_redirects_use_the_base_url(serve_web) -> 
         )
         assert status(answer) == 400, path
         assert b"evil.example" not in answer
+    # The API answers the refusal in its own JSON error shape.
+    api = raw(srv, b"GET /api/v1/picks HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+    head, _, body = api.partition(b"\r\n\r\n")
+    assert status(api) == 400 and b"application/json" in head.lower()
+    assert json.loads(body) == {
+        "error": "This server does not answer to that host name.",
+        "field": None,
+    }
     # Two Host headers: refused too.
     two = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
     assert status(raw(srv, two)) == 400
