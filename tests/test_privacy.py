@@ -105,6 +105,7 @@ def test_erase_removes_the_person_everywhere_and_keeps_them_out(
     out = run_cli(capsys, "subscribers", "erase", OLGA)
     assert out.code == 0, out.err
     assert "erased" in out.out and "keyed hash" in out.out and "reader clicks=1" in out.out
+    assert "webhook notices=1" in out.out
 
     with session_scope(engine) as s:
         assert store.get_by_email(s, OLGA) is None
@@ -118,16 +119,30 @@ def test_erase_removes_the_person_everywhere_and_keeps_them_out(
         rows = s.scalars(select(Delivery).where(Delivery.edition_id == edition.id)).all()
         assert len(rows) == 3 and sum(r.subscriber_id is None for r in rows) == 1
         every = s.scalars(select(WebhookEvent).order_by(WebhookEvent.id)).all()
-        assert [e.type for e in every] == ["edition.sent", "subscriber.unsubscribed"]
-        events = every[1:]
+        assert [e.type for e in every] == [
+            "edition.sent",
+            "subscriber.unsubscribed",
+            "subscriber.erased",
+        ]
+        events, notice = every[1:2], every[2]
         assert [e.data for e in events] == [{"erased": True, "newsletter": "default"}]
-        assert events[0].subscriber_id is None
+        assert events[0].subscriber_id is None and notice.subscriber_id is None
+        # The notice tells the endpoint whom to erase, so it holds the address while owed.
+        assert notice.data["subscriber"] == {"id": olga_id, "email": OLGA}
+        assert notice.data["newsletters"] == ["default"] and notice.data["erased_at"]
         hashes = s.scalars(select(Erasure.key_hash)).all()
         assert len(hashes) == 1 and OLGA not in hashes[0]
         dump = json.dumps([e.data for e in events]) + "".join(r.last_reply for r in rows)
         assert OLGA not in dump
     assert not any(OLGA in p.read_text() for p in outbox.iterdir())
     assert any(emails[1] in p.read_text() for p in outbox.iterdir())
+    # Nobody is owed the notice once its endpoint is removed: the address leaves it too.
+    assert run_cli(capsys, "webhooks", "remove", "https://hooks.example.com/digest").code == 0
+    with session_scope(engine) as s:
+        notice = s.scalars(
+            select(WebhookEvent).where(WebhookEvent.type == "subscriber.erased")
+        ).one()
+        assert notice.data["subscriber"] == {"id": olga_id} and OLGA not in json.dumps(notice.data)
 
     csv = workdir / "list.csv"
     csv.write_text(f"email,name\n{OLGA.upper()},Olga\nnew@example.com,New\n")

@@ -254,6 +254,38 @@ def test_bounces_complaints_and_a_finished_send(engine, fast, receiver) -> None:
         assert s.scalar(select(func.count()).select_from(WebhookEvent)) == 2
 
 
+def test_an_erasure_is_told_after_the_earlier_events_then_forgotten(
+    engine, fast, receiver, capsys
+) -> None:
+    hook_up(engine, fast, receiver, ["subscriber.confirmed", "subscriber.erased"])
+    nl = newsletter(engine, fast)
+    subscribe(engine, fast, "olga@example.org", "Olga")
+    subscribe(engine, fast, "ivan@example.org", "Ivan")
+    with session_scope(engine) as s:
+        olga = store.require(s, "olga@example.org").id
+        ivan = store.require(s, "ivan@example.org").id
+    out = run_cli(capsys, "subscribers", "erase", "olga@example.org")
+    assert out.code == 0 and "webhook notices=1" in out.out, out.err
+
+    dispatch(engine, fast, lambda: len(receiver.accepted()) >= 3)
+    hooks = receiver.wait(3)
+    assert all(h.verified for h in hooks)
+    mine = [h.event for h in hooks if h.event["data"].get("subscriber", {}).get("id") != ivan]
+    # In order for the person: the confirmation (redacted before it went) before the erasure.
+    assert [e["type"] for e in mine] == ["subscriber.confirmed", "subscriber.erased"]
+    assert mine[0]["data"] == {"erased": True, "newsletter": nl.slug}
+    notice = mine[1]["data"]
+    assert notice["subscriber"] == {"id": olga, "email": "olga@example.org"}
+    assert notice["newsletters"] == [nl.slug] and notice["erased_at"].endswith("Z")
+    assert emails_of(receiver, "ivan@example.org") == ["subscriber.confirmed"]
+    with session_scope(engine) as s:  # delivered: the stored notice keeps only the id
+        stored = s.scalars(select(WebhookEvent).where(WebhookEvent.type == "subscriber.erased"))
+        (event,) = stored.all()
+        assert event.data["subscriber"] == {"id": olga} and event.subscriber_id is None
+        dump = " ".join(str(e.data) for e in s.scalars(select(WebhookEvent)))
+        assert "olga@example.org" not in dump and "Olga" not in dump
+
+
 def test_two_dispatchers_never_deliver_an_event_twice(engine, fast, receiver) -> None:
     hook_up(engine, fast, receiver)
     for i in range(30):

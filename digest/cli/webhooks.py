@@ -21,6 +21,7 @@ EVENT_NAMES = (
     "subscriber.unsubscribed",
     "subscriber.bounced",
     "subscriber.complained",
+    "subscriber.erased",
     "edition.sent",
 )
 

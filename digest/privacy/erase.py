@@ -8,6 +8,8 @@ matters: the subscriber row goes last, after everything that refers to it.
 What stays is anonymous: the ledger keeps each edition's rows with their statuses (so the
 counts of a past send do not change) but without the subscriber and the server's reply;
 webhook events keep their type and time, their personal data replaced by {"erased": true}.
+Endpoints listening for `subscriber.erased` are told first (so a CRM can erase its copy);
+that one event keeps the address only until it was delivered (digest.webhooks.outbox).
 Tokens in old emails stop working: they name a subscriber id that no longer exists and is
 never given out again (AUTOINCREMENT on SQLite, sequences on PostgreSQL).
 """
@@ -30,6 +32,7 @@ from digest.settings import Settings
 from digest.store import throttle
 from digest.store.engine import affected
 from digest.webhooks.models import WebhookEvent
+from digest.webhooks.outbox import ERASED as ERASED_EVENT
 from subscribers import erasures, store
 from subscribers.model import Subscriber, Subscription
 
@@ -38,12 +41,22 @@ ERASED = "erased at the subscriber's request"
 OUTBOX_HEAD = 1024
 
 
+def notify_webhooks(session: Session, settings: Settings, row: Subscriber) -> int:
+    """A `subscriber.erased` event for every endpoint listening: deliveries written."""
+    from digest.webhooks import events
+
+    return events.erased(session, row)
+
+
 def redact_webhook_events(session: Session, settings: Settings, row: Subscriber) -> int:
+    """Earlier events lose the person; the erasure notice keeps the address until sent."""
     events = session.scalars(select(WebhookEvent).where(WebhookEvent.subscriber_id == row.id))
     n = 0
     for event in events:
-        event.data = {"erased": True, "newsletter": (event.data or {}).get("newsletter")}
         event.subscriber_id = None
+        if event.type == ERASED_EVENT:
+            continue
+        event.data = {"erased": True, "newsletter": (event.data or {}).get("newsletter")}
         n += 1
     session.flush()
     return n
@@ -138,6 +151,7 @@ def delete_subscriber(session: Session, settings: Settings, row: Subscriber) -> 
 
 #: (name, eraser), run in this order; the subscriber row last.
 ERASERS: list[tuple[str, Eraser]] = [
+    ("webhook_notices", notify_webhooks),
     ("webhook_events", redact_webhook_events),
     ("deliveries", anonymise_ledger),
     ("throttles", forget_throttles),

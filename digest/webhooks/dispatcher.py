@@ -44,6 +44,7 @@ from digest.webhooks.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from digest.webhooks.outbox import ERASED, forget_erased
 
 log = logging.getLogger("digest.webhooks")
 D = WebhookDelivery
@@ -167,12 +168,15 @@ def record(
         else:
             row.next_attempt_at = now + timedelta(seconds=wait)
     session.flush()
+    if job.event_type == ERASED and row.status != HookStatus.PENDING:
+        forget_erased(session, [row.event_id])
     return row.status
 
 
 def purge(session: Session, now: datetime | None = None) -> int:
     """Forget events older than RETENTION that nobody is owed any more."""
     cutoff = (now or utcnow()) - RETENTION
+    forget_erased(session)  # e.g. the endpoint that was owed one was removed
     owed = exists().where(D.event_id == WebhookEvent.id, D.status == HookStatus.PENDING)
     result = session.execute(delete(WebhookEvent).where(WebhookEvent.created_at < cutoff, ~owed))
     return int(getattr(result, "rowcount", 0) or 0)

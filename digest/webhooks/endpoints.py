@@ -21,6 +21,7 @@ from digest.webhooks.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from digest.webhooks.outbox import forget_erased
 from digest.webhooks.signing import new_secret
 
 MAX_URL = 2048
@@ -110,6 +111,7 @@ def remove(session: Session, ident: str) -> tuple[WebhookEndpoint, int]:
     owed = pending(session, row.id)
     session.delete(row)
     session.flush()
+    forget_erased(session)  # an erasure notice owed only to it no longer needs the address
     return row, owed
 
 

@@ -5,6 +5,9 @@
   preferences page, the command line, the API or an import (`source` says which).
 - subscriber.bounced / subscriber.complained: the address is suppressed for every
   newsletter (`suppressed`), by a bounce at delivery, a DSN or an abuse report.
+- subscriber.erased: the person was erased at their request (`erased`), so systems that
+  hold a copy can erase it too (GDPR article 19). The address leaves the stored event
+  once every endpoint got it (digest.webhooks.outbox.forget_erased).
 - edition.sent: the last owed message of an edition was settled (`edition_sent`).
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.clock import utcnow
 from digest.editorial.models import Edition, Newsletter
 from digest.webhooks.outbox import Data, emit, emit_many
 from subscribers.model import Subscriber, Subscription, SubscriptionStatus, Suppression
@@ -92,16 +96,21 @@ def subscriptions_changed(
         emit_many(session, TYPES[status], [(builder(sid), sid, None) for sid in ids])
 
 
-def suppression_data(session: Session, subscriber: Subscriber) -> Data:
+def _subscribed_to(session: Session, subscriber_id: int) -> list[str]:
+    """Slugs of the newsletters the person has a subscription to, in any status."""
     slugs = session.scalars(
         select(Newsletter.slug)
         .join(Subscription, Subscription.newsletter_id == Newsletter.id)
-        .where(Subscription.subscriber_id == subscriber.id)
+        .where(Subscription.subscriber_id == subscriber_id)
         .order_by(Newsletter.id)
     ).all()
+    return list(slugs)
+
+
+def suppression_data(session: Session, subscriber: Subscriber) -> Data:
     return {
         "subscriber": _person(subscriber),
-        "newsletters": list(slugs),
+        "newsletters": _subscribed_to(session, subscriber.id),
         "reason": subscriber.suppression_source,
         "bounce_count": subscriber.bounce_count,
         "suppressed_at": iso(subscriber.suppressed_at),
@@ -118,6 +127,19 @@ def suppressed(session: Session, subscriber_id: int, kind: Suppression | str) ->
         return suppression_data(session, row)
 
     emit(session, TYPES[Suppression(kind)], build, subscriber_id=subscriber_id)
+
+
+def erased(session: Session, subscriber: Subscriber) -> int:
+    """The person is being erased (called before anything about them is removed)."""
+
+    def build() -> Data:
+        return {
+            "subscriber": {"id": subscriber.id, "email": subscriber.email},
+            "newsletters": _subscribed_to(session, subscriber.id),
+            "erased_at": iso(utcnow()),
+        }
+
+    return emit(session, "subscriber.erased", build, subscriber_id=subscriber.id)
 
 
 def edition_data(session: Session, edition: Edition) -> Data:

@@ -24,6 +24,7 @@ EVENT_TYPES = (
     "subscriber.unsubscribed",
     "subscriber.bounced",
     "subscriber.complained",
+    "subscriber.erased",
     "edition.sent",
 )
 

@@ -13,11 +13,17 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
-from digest.webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from digest.webhooks.models import (
+    EVENT_TYPES,
+    HookStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 Data = dict[str, Any]
 
@@ -83,3 +89,32 @@ def emit_many(
     )
     session.flush()
     return len(events) * len(endpoints)
+
+
+ERASED = "subscriber.erased"
+
+
+def forget_erased(session: Session, event_ids: Sequence[int] | None = None) -> int:
+    """Drop the address from erasure notices nobody is owed any more.
+
+    A `subscriber.erased` event must carry the address to the systems that hold a copy
+    (GDPR article 19); once every endpoint got it or was given up, only the subscriber id
+    stays, so the erasure does not leave the address behind in the outbox.
+    """
+    owed = exists().where(
+        WebhookDelivery.event_id == WebhookEvent.id, WebhookDelivery.status == HookStatus.PENDING
+    )
+    query = select(WebhookEvent).where(WebhookEvent.type == ERASED, ~owed)
+    if event_ids is not None:
+        query = query.where(WebhookEvent.id.in_(event_ids))
+    n = 0
+    for event in session.scalars(query):
+        data = dict(event.data or {})
+        person = dict(data.get("subscriber") or {})
+        if "email" not in person:
+            continue
+        data["subscriber"] = {"id": person.get("id")}
+        event.data = data
+        n += 1
+    session.flush()
+    return n
