@@ -27,10 +27,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench.common import (
     Results,
@@ -48,6 +49,7 @@ from bench.common import (
     workspace,
 )
 
+T = TypeVar("T")
 TARGETS = {"off": 0.9, "rsa": 0.6, "ed25519": 0.6}
 _RATE = re.compile(
     r"\bsent=(\d+) .*\bduration=([\d.]+)s rate=(\d+)/s ledger: sent=(\d+) owed=(\d+)"
@@ -64,6 +66,9 @@ class Round:
     before: float  # smtp-source msg/s before this round
     after: float  # and after it
     n: int
+    sink_source: float = 0.0  # smtp-sink CPU seconds per message from smtp-source (after)
+    sink_digest: float = 0.0  # and per message from digest send
+    sink_busy: float = 0.0  # smtp-sink's share of one core while digest was sending
 
     @property
     def rate(self) -> float:
@@ -116,6 +121,13 @@ def source_rate(sink: SMTPSink, message: Path, n: int, conc: int) -> float:
     return n / seconds
 
 
+def sink_cpu(sink: SMTPSink, fn: Callable[[], T]) -> tuple[T, float]:
+    """What `fn` returns, and the CPU seconds smtp-sink used meanwhile."""
+    before = sink.cpu_seconds()
+    result = fn()
+    return result, sink.cpu_seconds() - before
+
+
 def one_round(args: argparse.Namespace, sink: SMTPSink, keys: Path, first: float | None) -> Round:
     n, conc = args.messages, args.concurrency
     env = smtp_env(sink.port, conc)
@@ -132,20 +144,22 @@ def one_round(args: argparse.Namespace, sink: SMTPSink, keys: Path, first: float
         message.write_bytes(sample.replace(b"\r\n", b"\n"))
         before = first if first is not None else source_rate(sink, message, n, conc)
         base = sink.received
-        done, seconds, cpu = run([digest_exe(), "send"], work)
+        (done, seconds, cpu), by_digest = sink_cpu(sink, lambda: run([digest_exe(), "send"], work))
         arrived = sink.wait_for(base + n) - base
         found = _RATE.search(done.stdout.replace("\n", " "))
         if found is None:
             raise SystemExit(f"bench.command: no summary line in:\n{done.stdout[-2000:]}")
-        sent, _duration, rate, ledger_sent, owed = (float(x) for x in found.groups())
+        sent, duration, rate, ledger_sent, owed = (float(x) for x in found.groups())
         if not (sent == ledger_sent == arrived == n and owed == 0):
             raise SystemExit(
                 f"bench.command: sent {sent:.0f}, ledger {ledger_sent:.0f} sent and {owed:.0f} "
                 f"owed, smtp-sink counted {arrived}; expected {n}"
             )
-        after = source_rate(sink, message, n, conc)
+        after, by_source = sink_cpu(sink, lambda: source_rate(sink, message, n, conc))
         args.sample_bytes = len(sample)
-    return Round(seconds, rate, cpu, before, after, n)
+    return Round(
+        seconds, rate, cpu, before, after, n, by_source / n, by_digest / n, by_digest / duration
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
         cpu_per_message=f"{statistics.median(x.cpu / x.n for x in rounds) * 1e6:.0f} us "
         "(the digest process, all threads)",
+        sink_cpu_per_message=(
+            f"{statistics.median(x.sink_source for x in rounds) * 1e6:.0f} us from smtp-source, "
+            f"{statistics.median(x.sink_digest for x in rounds) * 1e6:.0f} us from digest"
+        ),
+        sink_busy_while_digest_sends=(
+            f"{statistics.median(x.sink_busy for x in rounds) * 100:.0f} % of a core "
+            "(its CPU during the command over the Sender's sending time)"
+        ),
     )
     sources = [x.before for x in rounds] + [rounds[-1].after]
     results.add(
