@@ -65,12 +65,17 @@ def template_dirs(settings: Settings) -> list[Path]:
     return dirs
 
 
-def template_path(settings: Settings, name: str) -> str:
-    """The file `name` is loaded from (for error messages)."""
+def _located(settings: Settings, name: str) -> Path | None:
+    """The file `name` is loaded from, first match wins; None when no folder has it."""
     for folder in template_dirs(settings):
         if (folder / name).is_file():
-            return str(folder / name)
-    return str(template_dirs(settings)[0] / name)
+            return folder / name
+    return None
+
+
+def template_path(settings: Settings, name: str) -> str:
+    """The file `name` is loaded from (for error messages)."""
+    return str(_located(settings, name) or template_dirs(settings)[0] / name)
 
 
 @lru_cache(maxsize=8)
@@ -332,11 +337,8 @@ def own_stem(settings: Settings, newsletter: dict[str, Any] | None, kind: str) -
     `welcome` pair otherwise, so one edited pair still serves every newsletter.
     """
     template = str((newsletter or {}).get("template") or "")
-    if template:
-        candidate = f"{template}-{kind}"
-        if any((folder / f"{candidate}.mjml.j2").is_file() for folder in template_dirs(settings)):
-            return candidate
-    return kind
+    own = f"{template}-{kind}"
+    return own if template and _located(settings, f"{own}.mjml.j2") else kind
 
 
 def _render_pair(settings: Settings, stem: str, context: dict[str, Any]) -> RenderedIssue:

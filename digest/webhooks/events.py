@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from digest.clock import utcnow
 from digest.editorial.models import Edition, Newsletter
-from digest.webhooks.outbox import Data, emit, emit_many
+from digest.webhooks.outbox import ERASED, Data, emit, emit_many
 from subscribers.model import Subscriber, Subscription, SubscriptionStatus, Suppression
 
 TYPES = {
@@ -139,7 +139,7 @@ def erased(session: Session, subscriber: Subscriber) -> int:
             "erased_at": iso(utcnow()),
         }
 
-    return emit(session, "subscriber.erased", build, subscriber_id=subscriber.id)
+    return emit(session, ERASED, build, subscriber_id=subscriber.id)
 
 
 def edition_data(session: Session, edition: Edition) -> Data:
